@@ -1,0 +1,60 @@
+"""The Bolt app, built by a factory from its dependencies (no module-level App)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.config import Alignment, Environment
+from bot.db import Database, utcnow
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What every listener needs: the agreed alignment, the database, and the clock."""
+
+    alignment: Alignment
+    database: Database
+    clock: Callable[[], dt.datetime] = utcnow
+
+
+def web_client(env: Environment, token: str | None = None, *, timeout: int = 10) -> WebClient:
+    """A WebClient for listeners, honouring ``SLACK_API_URL``."""
+    return WebClient(token=token or env.slack_bot_token, base_url=env.slack_api_url, timeout=timeout)
+
+
+def create_app(
+    env: Environment,
+    deps: Dependencies,
+    *,
+    client: WebClient | None = None,
+    token_verification: bool = True,
+    socket_mode: bool = False,
+) -> App:
+    """The Bolt app with every listener registered.
+
+    Listeners run before the HTTP response (``process_before_response``): each does a few
+    milliseconds of database work and answers within Slack's 3 seconds, and the work is
+    committed before Slack hears back. Slow work (posting to channels) goes to the outbox.
+    """
+    from handlers import register_all
+
+    if socket_mode:  # Socket Mode requests arrive over the app's own websocket, unsigned
+        env.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    else:
+        env.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    app = App(
+        # Bolt reads SLACK_SIGNING_SECRET from the environment when given None; config.py owns that.
+        signing_secret=env.slack_signing_secret or "",
+        client=client or web_client(env),  # Bolt takes the bot token from the client
+        process_before_response=True,
+        token_verification_enabled=token_verification,
+        request_verification_enabled=True,
+        ignoring_self_events_enabled=True,
+    )
+    register_all(app, deps)
+    return app

@@ -1,0 +1,120 @@
+"""Engine, sessions and migrations.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout so the web workers, the
+relay and the clock can share one file; PostgreSQL is the production database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC: the only clock the services are given by default."""
+    return dt.datetime.now(dt.UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine tuned for the backend: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" hook below issues BEGIN
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead,
+        # so two writers queue on the busy timeout rather than failing on lock upgrade.
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # A bare postgresql:// URL means psycopg 3 here, the driver the project installs.
+        url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    """The engine and the session factory, with hooks called after a commit that wrote outbox rows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        self._on_outbox_commit: list[Callable[[], None]] = []
+        event.listen(self.sessionmaker, "after_commit", self._after_commit)
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        """Build from a SQLAlchemy URL."""
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return cls(make_engine(url))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def on_outbox_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every commit that enqueued a message (wakes the relay)."""
+        self._on_outbox_commit.append(callback)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("outbox_dirty", False):
+            for callback in self._on_outbox_commit:
+                callback()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: commits when the block succeeds, rolls back when it raises."""
+        session = self.sessionmaker()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self) -> None:
+        """Run the Alembic migrations to head on this database."""
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(engine: Engine) -> Any:
+    """An Alembic Config that points at the packaged migrations and reuses ``engine``."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database of ``engine`` to ``revision``."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)

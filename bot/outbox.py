@@ -1,0 +1,546 @@
+"""Every message the bot sends on its own goes through here.
+
+``enqueue`` writes the message, under its idempotency key, in the caller's transaction: the
+message exists exactly when the change that caused it was committed, and a second enqueue
+of the same key is a no-op. ``OutboxRelay`` delivers what is due:
+
+- one message at a time per channel, in the order written, paced to Slack's limit of about
+  one message a second per channel;
+- a 429 is honoured through slack_sdk's retry handler when Slack asks for a short wait, and
+  by pausing that channel when it asks for a long one;
+- 5xx answers and connection errors are retried with backoff, forever (an outage never
+  loses a message). A send whose outcome is unknown (a timeout, a 5xx, a crash between the
+  send and the bookkeeping) is looked up in the conversation's history by its metadata key
+  before it is sent again, so it is not posted twice;
+- relays in several processes claim rows with a conditional UPDATE, so two never send the
+  same row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import secrets
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from sqlalchemy import CursorResult, Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db import Database, utcnow
+from bot.models import OutboxMessage
+
+log = logging.getLogger("alignbot.outbox")
+
+METADATA_EVENT = "alignbot_message"
+#: Errors after which resending cannot help; the message is set aside and logged.
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "user_not_found",
+        "cannot_dm_bot",
+        "message_not_found",
+        "cant_update_message",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "not_authed",
+        "missing_scope",
+        "restricted_action",
+        "invalid_metadata_format",
+        "invalid_arguments",
+    }
+)
+MAX_BACKOFF = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to send: the fallback text, the Block Kit blocks, and extra Web API arguments."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"text": self.text}
+        if self.blocks is not None:
+            body["blocks"] = self.blocks
+        if self.extra:
+            body.update(self.extra)
+        return body
+
+
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    channel: str,
+    message: Message,
+    now: dt.datetime,
+    method: str = "chat.postMessage",
+    thread_key: str | None = None,
+    target_key: str | None = None,
+    not_before: dt.datetime | None = None,
+) -> bool:
+    """Write a message to send, once per ``key``, in ``session``'s transaction.
+
+    Returns whether it was new. ``thread_key`` posts it as a reply in the thread of that
+    message; ``target_key`` (with ``chat.update``) edits that message. ``not_before`` holds
+    it back (quiet hours). The relay is woken after the commit.
+    """
+    when = max(now, not_before) if not_before else now
+    values = {
+        "key": key,
+        "kind": kind,
+        "method": method,
+        "channel": channel,
+        "payload": message.payload(),
+        "thread_key": thread_key,
+        "target_key": target_key,
+        "created_at": now,
+        "not_before": when,
+        "next_attempt_at": when,
+        "attempts": 0,
+        "in_flight": False,
+    }
+    dialect = session.get_bind().dialect.name
+    table = OutboxMessage.__table__
+    assert isinstance(table, Table)
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
+    else:  # pragma: no cover - the two supported backends are above
+        raise RuntimeError(f"unsupported database {dialect}")
+    # Bind through the mapped type so datetimes are stored as UTC.
+    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    created = bool(result.rowcount)
+    if created:
+        session.info["outbox_dirty"] = True
+    return created
+
+
+def delivered(session: Session, key: str) -> OutboxMessage | None:
+    """The outbox row of ``key``, if any (delivered or not)."""
+    return session.scalar(select(OutboxMessage).where(OutboxMessage.key == key))
+
+
+# --- the relay -------------------------------------------------------------------------------
+
+
+class PacedRateLimitHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler, waiting in line only for short ``Retry-After``s.
+
+    A longer wait is handed back to the relay (as the 429 error), which pauses that channel
+    and goes on with the others instead of blocking every channel behind one.
+    """
+
+    def __init__(self, max_inline_wait: float = 2.0, max_retry_count: int = 2) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_inline_wait = max_inline_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        return retry_after_seconds(response.headers) <= self.max_inline_wait
+
+
+def retry_after_seconds(headers: dict[str, Any] | Any) -> float:
+    """The ``Retry-After`` of a response's headers (a list or a string value), default 1."""
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return max(float(raw), 0.0)
+            except (TypeError, ValueError):
+                return 1.0
+    return 1.0
+
+
+def relay_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
+    """A WebClient for the relay: 429s through :class:`PacedRateLimitHandler`, nothing else retried inline.
+
+    slack_sdk's default connection-error retry is left out on purpose: a reset after the
+    request was sent may have posted the message, and the relay checks before resending.
+    """
+    handlers: list[RetryHandler] = [PacedRateLimitHandler()]
+    return WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=handlers)
+
+
+class _Outcome:
+    DELIVERED = "delivered"
+    RETRY = "retry"  # definitely not sent
+    UNKNOWN = "unknown"  # may have been sent
+    FAILED = "failed"  # will never succeed
+
+
+@dataclass
+class _Result:
+    outcome: str
+    ts: str | None = None
+    conversation: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class OutboxRelay:
+    """Delivers due outbox messages to Slack, paced per channel; runs as a thread or pass by pass."""
+
+    def __init__(
+        self,
+        database: Database,
+        client: WebClient,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        pace: float = 1.0,
+        lease: dt.timedelta = dt.timedelta(seconds=60),
+        poll_interval: float = 5.0,
+        batch: int = 200,
+        on_delivered: Callable[[OutboxMessage], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.client = client
+        self.clock = clock
+        self.pace = dt.timedelta(seconds=pace)
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.on_delivered = on_delivered
+        self._next_slot: dict[str, dt.datetime] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pass_lock = threading.Lock()
+        self._dm_conversations: dict[str, str] = {}
+
+    # --- thread control ---
+
+    def wake(self) -> None:
+        """Ask the relay thread to look for work now (called after commits that enqueue)."""
+        self._wake.set()
+
+    def start(self) -> OutboxRelay:
+        """Run in a daemon thread until :meth:`stop`."""
+        if self._thread is None:
+            self.database.on_outbox_commit(self.wake)
+            self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the message it is sending, if any."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:
+                log.exception("outbox relay pass failed; retrying shortly")
+                self._stop.wait(1.0)
+            self._wake.wait(self._seconds_to_next_work())
+            self._wake.clear()
+
+    def _seconds_to_next_work(self) -> float:
+        now = self.clock()
+        waits = [(slot - now).total_seconds() for slot in self._next_slot.values() if slot > now]
+        nearest = min(waits, default=self.poll_interval)
+        with self.database.session() as session:
+            due = session.scalar(
+                select(func.min(OutboxMessage.next_attempt_at)).where(
+                    OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+                )
+            )
+        if due is not None:
+            nearest = min(nearest, max((due - now).total_seconds(), 0.0))
+        return min(max(nearest, 0.01), self.poll_interval)
+
+    def drain(self, timeout: float = 30.0) -> int:
+        """Deliver until nothing is due now (or ``timeout`` passes); returns how many were sent.
+
+        For the demo and the tests, which run the relay in the foreground.
+        """
+        deadline = time.monotonic() + timeout
+        sent = 0
+        for _ in range(100_000):  # bounded even where a test has frozen the monotonic clock
+            if time.monotonic() > deadline:
+                break
+            count, waiting = self._pass()
+            sent += count
+            if not waiting:
+                break
+            if count == 0:
+                time.sleep(min(self._seconds_to_next_work(), 0.2))
+        return sent
+
+    # --- one pass ---
+
+    def deliver_due(self) -> int:
+        """One pass: the head message of each channel that is due and not paced. Returns how many were sent."""
+        return self._pass()[0]
+
+    def _pass(self) -> tuple[int, bool]:
+        with self._pass_lock:
+            now = self.clock()
+            heads = self._channel_heads(now)
+            sent = 0
+            waiting = False
+            for message_id, channel, due in heads:
+                if due > now:
+                    continue
+                if self._next_slot.get(channel, now) > now:
+                    waiting = True
+                    continue
+                token = self._claim(message_id, now)
+                if token is None:
+                    continue
+                if self._deliver(message_id, token):
+                    sent += 1
+                waiting = True
+            return sent, waiting or sent > 0
+
+    def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, dt.datetime]]:
+        """The oldest undelivered message of each channel, so each channel keeps its order."""
+        pending = and_(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
+        heads = select(func.min(OutboxMessage.id).label("id")).where(pending).group_by(OutboxMessage.channel).subquery()
+        stmt = (
+            select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.next_attempt_at)
+            .join(heads, heads.c.id == OutboxMessage.id)
+            .where(or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(self.batch)
+        )
+        with self.database.session() as session:
+            return [(row.id, row.channel, row.next_attempt_at) for row in session.execute(stmt)]
+
+    def _claim(self, message_id: int, now: dt.datetime) -> str | None:
+        token = secrets.token_hex(8)
+        with self.database.session() as session:
+            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message_id,
+                    OutboxMessage.delivered_at.is_(None),
+                    OutboxMessage.failed_at.is_(None),
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                )
+                .values(claim_token=token, claimed_until=now + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            return token if result.rowcount == 1 else None
+
+    def _deliver(self, message_id: int, token: str) -> bool:
+        with self.database.session() as session:
+            msg = session.get(OutboxMessage, message_id)
+            if msg is None or msg.claim_token != token:
+                return False
+            args = dict(msg.payload)
+            ready = self._resolve_references(session, msg, args)
+            if not ready:
+                msg.claim_token = None
+                msg.claimed_until = None
+                msg.next_attempt_at = self.clock() + dt.timedelta(seconds=1)
+                return False
+            uncertain = msg.in_flight
+            attempt_started = msg.first_attempt_at
+            method, channel, key = msg.method, msg.channel, msg.key
+            if not uncertain:
+                # Record that a send is starting before it starts: a crash from here on leaves
+                # the message in flight, and the next relay checks Slack before resending.
+                msg.in_flight = True
+                msg.attempts += 1
+                msg.first_attempt_at = msg.first_attempt_at or self.clock()
+                attempt_started = msg.first_attempt_at
+
+        result: _Result | None = None
+        if uncertain and method == "chat.postMessage":
+            result = self._find_posted(args.get("channel", channel), key, attempt_started, args.get("thread_ts"))
+            if result is None:
+                with self.database.session() as session:
+                    msg = session.get(OutboxMessage, message_id)
+                    if msg is not None:
+                        msg.attempts += 1
+        if result is None:
+            result = self._send(method, channel, key, args)
+
+        now = self.clock()
+        self._next_slot[channel] = now + self.pace
+        with self.database.session() as session:
+            msg = session.get(OutboxMessage, message_id)
+            if msg is None or msg.claim_token != token:
+                return False
+            msg.claim_token = None
+            msg.claimed_until = None
+            if result.outcome == _Outcome.DELIVERED:
+                msg.delivered_at = now
+                msg.in_flight = False
+                msg.ts = result.ts or msg.ts
+                msg.conversation = result.conversation or msg.conversation
+                msg.last_error = None
+                log.info("delivered %s to %s (ts %s)", msg.key, msg.channel, msg.ts)
+            elif result.outcome == _Outcome.FAILED:
+                msg.failed_at = now
+                msg.in_flight = False
+                msg.last_error = result.error
+                log.error("gave up on %s to %s: %s", msg.key, msg.channel, result.error)
+            else:
+                msg.in_flight = result.outcome == _Outcome.UNKNOWN
+                msg.last_error = result.error
+                delay = self._backoff(msg.attempts, result.retry_after)
+                msg.next_attempt_at = now + delay
+                if result.retry_after is not None:
+                    self._next_slot[channel] = now + delay
+                log.warning(
+                    "could not deliver %s to %s (attempt %d: %s); retrying in %.0fs",
+                    msg.key,
+                    msg.channel,
+                    msg.attempts,
+                    result.error,
+                    delay.total_seconds(),
+                )
+            delivered_row = msg if result.outcome == _Outcome.DELIVERED else None
+        if delivered_row is not None and self.on_delivered is not None:
+            self.on_delivered(delivered_row)
+        return delivered_row is not None
+
+    @staticmethod
+    def _backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
+        if retry_after is not None:
+            return dt.timedelta(seconds=max(retry_after, 1.0))
+        base = min(2 ** max(attempts - 1, 0), MAX_BACKOFF.total_seconds())
+        return dt.timedelta(seconds=base * (0.75 + random.random() / 2))
+
+    def _resolve_references(self, session: Session, msg: OutboxMessage, args: dict[str, Any]) -> bool:
+        """Fill ``thread_ts`` / ``ts`` from the messages this one refers to; False if not sent yet."""
+        for ref_key, arg in ((msg.thread_key, "thread_ts"), (msg.target_key, "ts")):
+            if ref_key is None:
+                continue
+            ref = delivered(session, ref_key)
+            if ref is None or ref.failed_at is not None:
+                log.error("%s refers to %s, which will never be sent; dropping it", msg.key, ref_key)
+                msg.failed_at = self.clock()
+                msg.last_error = f"refers to undeliverable {ref_key}"
+                return False
+            if ref.ts is None:
+                return False
+            args[arg] = ref.ts
+            if arg == "ts" or msg.channel.startswith(("U", "W")):
+                args["channel"] = ref.conversation or ref.channel
+        return True
+
+    def _send(self, method: str, channel: str, key: str, args: dict[str, Any]) -> _Result:
+        body = {"channel": channel, **args}
+        if method == "chat.postMessage":
+            body.setdefault("metadata", {"event_type": METADATA_EVENT, "event_payload": {"key": key}})
+            body.setdefault("unfurl_links", False)
+            body.setdefault("unfurl_media", False)
+        try:
+            response = self.client.api_call(method, json=body)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error") or f"HTTP {status}")
+            if status == 429:
+                return _Result(_Outcome.RETRY, error=error, retry_after=retry_after_seconds(exc.response.headers))
+            if status >= 500:
+                return _Result(_Outcome.UNKNOWN, error=error)
+            if error in PERMANENT_ERRORS:
+                return _Result(_Outcome.FAILED, error=error)
+            return _Result(_Outcome.RETRY, error=error)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                return _Result(_Outcome.RETRY, error=f"connection refused: {exc.reason}")
+            return _Result(_Outcome.UNKNOWN, error=f"connection error: {exc.reason}")
+        except (TimeoutError, OSError) as exc:
+            return _Result(_Outcome.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+        data = response.data if isinstance(response.data, dict) else {}
+        conversation = data.get("channel") if isinstance(data.get("channel"), str) else None
+        return _Result(_Outcome.DELIVERED, ts=data.get("ts"), conversation=conversation)
+
+    def _find_posted(
+        self, channel: str, key: str, since: dt.datetime | None, thread_ts: str | None = None
+    ) -> _Result | None:
+        """Look for a message with our key in the conversation since the first attempt.
+
+        Returns a delivered result when found; None to send (not found, or the lookup failed:
+        then a resend risks a duplicate, which beats losing the message).
+        """
+        try:
+            conversation = channel
+            if channel.startswith(("U", "W")):
+                conversation = self._dm_conversation(channel)
+            oldest = (since or self.clock()) - dt.timedelta(seconds=60)
+            if thread_ts:  # replies are not in the channel's history, only in the thread's
+                response = self.client.conversations_replies(
+                    channel=conversation,
+                    ts=thread_ts,
+                    oldest=f"{oldest.timestamp():.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                )
+            else:
+                response = self.client.conversations_history(
+                    channel=conversation, oldest=f"{oldest.timestamp():.6f}", include_all_metadata=True, limit=100
+                )
+        except (SlackApiError, urllib.error.URLError, OSError) as exc:
+            log.warning("could not check whether %s was already posted (%s); sending it again", key, exc)
+            return None
+        for item in _messages(response.get("messages")):
+            metadata = item.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == key:
+                log.info("%s was already posted (ts %s); not sending it again", key, item.get("ts"))
+                return _Result(_Outcome.DELIVERED, ts=item.get("ts"), conversation=conversation)
+        return None
+
+    def _dm_conversation(self, user_id: str) -> str:
+        if user_id not in self._dm_conversations:
+            response = self.client.conversations_open(users=user_id)
+            self._dm_conversations[user_id] = response["channel"]["id"]
+        return self._dm_conversations[user_id]
+
+
+def _messages(value: Any) -> Iterable[dict[str, Any]]:
+    return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+
+
+def pending_count(session: Session) -> int:
+    """How many messages wait to be delivered."""
+    return int(
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+            )
+        )
+        or 0
+    )

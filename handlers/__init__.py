@@ -1,0 +1,24 @@
+"""Slack's side of the door: thin listeners, one ``register(app, deps)`` per kind."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+    from bot.app import Dependencies
+
+
+def register_all(app: App, deps: Dependencies) -> None:
+    """Register every middleware and listener on ``app``."""
+    from handlers import errors, middleware
+    from handlers.actions import feedback as feedback_actions
+    from handlers.commands import feedback as feedback_command
+    from handlers.views import feedback as feedback_views
+
+    middleware.register(app, deps)
+    errors.register(app, deps)
+    feedback_command.register(app, deps)
+    feedback_actions.register(app, deps)
+    feedback_views.register(app, deps)

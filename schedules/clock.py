@@ -1,0 +1,143 @@
+"""The clock process: one leader at a time, APScheduler firing the jobs, the relay retrying."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.app import Dependencies
+from bot.db import Database
+from schedules.jobs import ScheduledJob, build_jobs
+
+log = logging.getLogger("alignbot.clock")
+ADVISORY_LOCK_KEY = 0x616C69676E  # "align": one clock per PostgreSQL database
+
+
+class ClockLock:
+    """At most one clock per database: a PostgreSQL advisory lock, or a lock file beside SQLite.
+
+    The lock is held by a connection (or an open file) for the life of the process, so it is
+    released when the process dies, however it dies.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._connection: Any = None
+        self._file: IO[str] | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never blocks."""
+        if self.database.is_sqlite:
+            path = self._lock_path()
+            if path is None:
+                return True
+            handle = path.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        connection = self.database.engine.connect()
+        got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar())
+        connection.commit()
+        if got:
+            self._connection = connection
+        else:
+            connection.close()
+        return got
+
+    def acquire(self, stop: threading.Event, poll: float = 5.0) -> bool:
+        """Wait for the lock (logging once that another clock has it); False if stopped first."""
+        told = False
+        while not stop.is_set():
+            if self.try_acquire():
+                return True
+            if not told:
+                log.info("another clock is running against this database; waiting for it to stop")
+                told = True
+            stop.wait(poll)
+        return False
+
+    def release(self) -> None:
+        """Give the lock up."""
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                self._connection.commit()
+            self._connection.close()
+            self._connection = None
+
+    def _lock_path(self) -> Path | None:
+        database = make_url(str(self.database.engine.url)).database
+        if not database or database == ":memory:":
+            return None
+        return Path(database).with_name(Path(database).name + ".clock.lock")
+
+
+def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) -> BackgroundScheduler:
+    """Catch up on occurrences missed while no clock ran, then fire every job on its trigger."""
+    jobs = build_jobs(deps) if jobs is None else jobs
+    now = deps.clock()
+    for job in jobs:
+        occurrence = job.run_due(now)
+        if occurrence is not None:
+            log.info("caught up on %s of %s", job.name, occurrence.isoformat())
+    scheduler = BackgroundScheduler(timezone=dt.UTC)
+    for job in jobs:
+        scheduler.add_job(
+            _fire,
+            trigger=job.trigger,
+            args=[job, deps],
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=int(job.grace.total_seconds()),
+            coalesce=True,
+            max_instances=1,
+        )
+    scheduler.start()
+    return scheduler
+
+
+def _fire(job: ScheduledJob, deps: Dependencies) -> None:
+    now = deps.clock()
+    occurrence = job.last_occurrence(now + dt.timedelta(seconds=1))
+    if occurrence is None:
+        return
+    log.info("running %s for %s", job.name, occurrence.isoformat())
+    job.run(occurrence, now)
+
+
+@contextlib.contextmanager
+def leadership(database: Database, stop: threading.Event) -> Iterator[bool]:
+    """Hold the clock lock for the block; yields False if stopped while waiting."""
+    lock = ClockLock(database)
+    got = lock.acquire(stop)
+    try:
+        yield got
+    finally:
+        if got:
+            lock.release()
+
+
+def wait_forever(stop: threading.Event) -> None:
+    """Block the main thread until ``stop`` (set by a signal handler)."""
+    while not stop.is_set():
+        stop.wait(1.0)
+    time.sleep(0)
