@@ -1,4 +1,4 @@
-"""Signing requests as Slack does (v0 HMAC-SHA256), for the tests, the demo and the benchmarks."""
+"""Requests as Slack sends them, signed (v0 HMAC-SHA256): for the tests, the demo and the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import hmac
 import json
 import time
 import urllib.parse
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_bolt.response import BoltResponse
+
+    from bot.fakeslack import FakeSlack
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
@@ -50,3 +57,74 @@ def command_body(
 def interaction_body(payload: dict[str, Any]) -> str:
     """A block action or view submission: ``payload=<json>`` form-encoded, as Slack posts it."""
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+class SlackDriver:
+    """Sends really signed requests to the real App, as Slack would (the tests and the demo use it)."""
+
+    def __init__(self, app: App, fake: FakeSlack, secret: str) -> None:
+        self.app = app
+        self.fake = fake
+        self.secret = secret
+
+    def send(
+        self, body: str, *, content_type: str = "application/x-www-form-urlencoded", timestamp: int | None = None
+    ) -> BoltResponse:
+        headers: dict[str, str | Sequence[str]] = {**sign(self.secret, body, timestamp), "content-type": content_type}
+        from slack_bolt.request import BoltRequest
+
+        return self.app.dispatch(BoltRequest(body=body, headers=headers))
+
+    def command(self, command: str, text: str, *, user: str = "U0AVA", channel: str = "C0DEALS") -> BoltResponse:
+        """Type a slash command."""
+        return self.send(
+            command_body(command, text, user_id=user, channel_id=channel, response_url=self.fake.response_url())
+        )
+
+    def interact(self, payload: dict[str, Any]) -> BoltResponse:
+        """Send a block action or a view submission."""
+        payload.setdefault("team", {"id": "T0ALIGN", "domain": "northwind"})
+        payload.setdefault("api_app_id", "A0ALIGNBOT")
+        payload.setdefault("token", "deprecated-verification-token")
+        return self.send(interaction_body(payload))
+
+    def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str) -> BoltResponse:
+        """Click the button ``action_id`` of a message Slack received."""
+        button = next(
+            element
+            for block in message.get("blocks", [])
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+            if element.get("action_id") == action_id
+        )
+        return self.interact(
+            {
+                "type": "block_actions",
+                "user": {"id": user, "username": user.lower(), "team_id": "T0ALIGN"},
+                "trigger_id": "trigger-" + user,
+                "channel": {"id": channel},
+                "container": {"type": "message", "channel_id": channel},
+                "response_url": self.fake.response_url(),
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": "feedback_actions",
+                        "value": button.get("value"),
+                        "action_ts": "1700000000.000000",
+                    }
+                ],
+            }
+        )
+
+    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str) -> BoltResponse:
+        """Submit a modal that Slack opened, with ``values`` by block id: a str, or ("option", value)."""
+        state: dict[str, Any] = {}
+        for block_id, value in values.items():
+            if isinstance(value, tuple):
+                element = {"type": "static_select", "selected_option": {"value": value[1]}}
+            else:
+                element = {"type": "plain_text_input", "value": value}
+            state[block_id] = {"value": element}
+        submitted = {**view, "id": "V0TEST", "state": {"values": state}}
+        return self.interact({"type": "view_submission", "user": {"id": user, "team_id": "T0ALIGN"}, "view": submitted})

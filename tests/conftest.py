@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from slack_bolt import App
-from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from sqlalchemy import text
 
@@ -20,7 +19,7 @@ from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.models import Base
 from bot.outbox import OutboxRelay, relay_client
-from bot.slack_signing import command_body, interaction_body, sign
+from bot.slack_signing import SlackDriver
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
@@ -97,75 +96,6 @@ def relay(database: Database, fake_slack: FakeSlack) -> OutboxRelay:
     return OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=2), pace=0)
 
 
-class SlackDriver:
-    """Sends really signed requests to the real App, as Slack would."""
-
-    def __init__(self, app: App, fake: FakeSlack, secret: str = SIGNING_SECRET) -> None:
-        self.app = app
-        self.fake = fake
-        self.secret = secret
-
-    def send(
-        self, body: str, *, content_type: str = "application/x-www-form-urlencoded", timestamp: int | None = None
-    ) -> BoltResponse:
-        headers = {**sign(self.secret, body, timestamp), "content-type": content_type}
-        return self.app.dispatch(BoltRequest(body=body, headers=headers))
-
-    def command(self, command: str, text: str, *, user: str = "U0AVA", channel: str = "C0DEALS") -> BoltResponse:
-        """Type a slash command."""
-        return self.send(
-            command_body(command, text, user_id=user, channel_id=channel, response_url=self.fake.response_url())
-        )
-
-    def interact(self, payload: dict[str, Any]) -> BoltResponse:
-        """Send a block action or a view submission."""
-        payload.setdefault("team", {"id": "T0ALIGN", "domain": "northwind"})
-        payload.setdefault("api_app_id", "A0ALIGNBOT")
-        payload.setdefault("token", "deprecated-verification-token")
-        return self.send(interaction_body(payload))
-
-    def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str) -> BoltResponse:
-        """Click the button ``action_id`` of a message Slack received."""
-        button = next(
-            element
-            for block in message.get("blocks", [])
-            if block.get("type") == "actions"
-            for element in block.get("elements", [])
-            if element.get("action_id") == action_id
-        )
-        return self.interact(
-            {
-                "type": "block_actions",
-                "user": {"id": user, "username": user.lower(), "team_id": "T0ALIGN"},
-                "trigger_id": "trigger-" + user,
-                "channel": {"id": channel},
-                "container": {"type": "message", "channel_id": channel},
-                "response_url": self.fake.response_url(),
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": action_id,
-                        "block_id": "feedback_actions",
-                        "value": button.get("value"),
-                        "action_ts": "1700000000.000000",
-                    }
-                ],
-            }
-        )
-
-    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str) -> BoltResponse:
-        """Submit a modal that Slack opened, with ``values`` by block id: a str, or ("option", value)."""
-        state: dict[str, Any] = {}
-        for block_id, value in values.items():
-            if isinstance(value, tuple):
-                element = {"type": "static_select", "selected_option": {"value": value[1]}}
-            else:
-                element = {"type": "plain_text_input", "value": value}
-            state[block_id] = {"value": element}
-        submitted = {**view, "id": "V0TEST", "state": {"values": state}}
-        return self.interact({"type": "view_submission", "user": {"id": user, "team_id": "T0ALIGN"}, "view": submitted})
-
-
 @pytest.fixture
 def app(env: Environment, deps: Dependencies) -> App:
     return create_app(env, deps)
@@ -173,7 +103,7 @@ def app(env: Environment, deps: Dependencies) -> App:
 
 @pytest.fixture
 def slack(app: App, fake_slack: FakeSlack) -> SlackDriver:
-    return SlackDriver(app, fake_slack)
+    return SlackDriver(app, fake_slack, SIGNING_SECRET)
 
 
 def response_json(response: BoltResponse) -> dict[str, Any]:
