@@ -133,9 +133,8 @@ def enqueue(
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
     else:  # pragma: no cover - the two supported backends are above
         raise RuntimeError(f"unsupported database {dialect}")
-    # Bind through the mapped type so datetimes are stored as UTC.
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    created = bool(result.rowcount)
+    # RETURNING says whether a row was written; rowcount is unreliable for ON CONFLICT across drivers.
+    created = session.execute(stmt.returning(table.c.id)).first() is not None
     if created:
         session.info["outbox_dirty"] = True
     return created
@@ -234,7 +233,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch = batch
         self.on_delivered = on_delivered
-        self._next_slot: dict[str, dt.datetime] = {}
+        self._next_slot: dict[str, dt.datetime] = {}  # pacing: the next moment a channel may be posted to
+        self._paused_until: dict[str, dt.datetime] = {}  # a channel Slack asked us to leave alone (429)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -275,7 +275,8 @@ class OutboxRelay:
 
     def _seconds_to_next_work(self) -> float:
         now = self.clock()
-        waits = [(slot - now).total_seconds() for slot in self._next_slot.values() if slot > now]
+        slots = [*self._next_slot.values(), *self._paused_until.values()]
+        waits = [(slot - now).total_seconds() for slot in slots if slot > now]
         nearest = min(waits, default=self.poll_interval)
         with self.database.session() as session:
             due = session.scalar(
@@ -318,10 +319,10 @@ class OutboxRelay:
             sent = 0
             waiting = False
             for message_id, channel, due in heads:
-                if due > now:
+                if due > now or self._paused_until.get(channel, now) > now:
                     continue
                 if self._next_slot.get(channel, now) > now:
-                    waiting = True
+                    waiting = True  # paced: due within a second
                     continue
                 token = self._claim(message_id, now)
                 if token is None:
@@ -421,7 +422,7 @@ class OutboxRelay:
                 delay = self._backoff(msg.attempts, result.retry_after)
                 msg.next_attempt_at = now + delay
                 if result.retry_after is not None:
-                    self._next_slot[channel] = now + delay
+                    self._paused_until[channel] = now + delay
                 log.warning(
                     "could not deliver %s to %s (attempt %d: %s); retrying in %.0fs",
                     msg.key,

@@ -1,0 +1,65 @@
+"""The clock: one leader per database, and catching up on what it missed while down."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from freezegun import freeze_time
+from sqlalchemy import func, select
+
+from bot.app import Dependencies
+from bot.db import Database
+from bot.models import OutboxMessage
+from schedules.clock import ClockLock, start_scheduler
+from schedules.jobs import ScheduledJob, cron
+
+
+def test_a_second_clock_waits_until_the_first_stops(database: Database) -> None:
+    first, second = ClockLock(Database(database.engine)), ClockLock(Database(database.engine))
+    assert first.try_acquire()
+    assert not second.try_acquire()
+
+    stop = threading.Event()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(second.acquire(stop, poll=0.05)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and got == []  # still waiting
+    first.release()
+    waiter.join(5)
+    assert got == [True]
+    second.release()
+
+
+def test_a_waiting_clock_can_be_stopped(database: Database) -> None:
+    first = ClockLock(database)
+    assert first.try_acquire()
+    stop = threading.Event()
+    stop.set()
+    assert ClockLock(database).acquire(stop, poll=0.05) is False
+    first.release()
+
+
+def test_on_start_the_clock_catches_up_on_a_missed_occurrence_once(deps: Dependencies) -> None:
+    runs: list[dt.datetime] = []
+    job = ScheduledJob(
+        name="weekly",
+        trigger=cron("0 9 * * mon", "America/New_York"),
+        run=lambda occurrence, now: runs.append(occurrence),
+        grace=dt.timedelta(hours=12),
+    )
+    with freeze_time("2026-11-16 16:00:00+00:00"):  # Monday 11:00 in New York: two hours late
+        scheduler = start_scheduler(deps, [job])
+        scheduler.shutdown(wait=False)
+    assert runs == [dt.datetime(2026, 11, 16, 14, 0, tzinfo=dt.UTC)]
+
+
+def test_the_feedback_digest_is_caught_up_through_the_real_jobs(deps: Dependencies) -> None:
+    with freeze_time("2026-11-16 15:00:00+00:00"):
+        for _ in range(2):  # a restart right after: still one digest
+            start_scheduler(deps).shutdown(wait=False)
+    with deps.database.session() as session:
+        kinds = session.scalars(select(OutboxMessage.kind)).all()
+        assert kinds == ["feedback.digest"]
+        assert session.scalar(select(func.count(OutboxMessage.id))) == 1

@@ -1,0 +1,189 @@
+"""The outbox: written with the change, delivered once, in order, through Slack's failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from bot.db import Database, utcnow
+from bot.fakeslack import FakeSlack
+from bot.models import OutboxMessage
+from bot.outbox import Message, OutboxRelay, enqueue, relay_client
+from tests.conftest import BOT_TOKEN
+
+
+def put(database: Database, key: str, channel: str = "C0WINS", text: str | None = None, **kwargs: object) -> bool:
+    with database.session() as session:
+        return enqueue(
+            session,
+            key=key,
+            kind="test",
+            channel=channel,
+            message=Message(text or f"message {key}"),
+            now=utcnow(),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def row(database: Database, key: str) -> OutboxMessage:
+    with database.session() as session:
+        found = session.query(OutboxMessage).filter_by(key=key).one()
+        session.expunge(found)
+        return found
+
+
+def texts(fake: FakeSlack, channel: str) -> list[str]:
+    return [c.body["text"] for c in fake.posts(channel)]
+
+
+def test_a_key_is_written_once_and_delivered_once(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
+    assert put(database, "win:1") is True
+    assert put(database, "win:1", text="a second attempt") is False
+    assert relay.drain() == 1
+    assert relay.drain() == 0
+    assert texts(fake_slack, "C0WINS") == ["message win:1"]
+    delivered = row(database, "win:1")
+    assert delivered.ts == fake_slack.posts("C0WINS")[0].response["ts"]
+    assert fake_slack.posts()[0].body["metadata"] == {
+        "event_type": "alignbot_message",
+        "event_payload": {"key": "win:1"},
+    }
+
+
+def test_nothing_is_written_when_the_transaction_rolls_back(database: Database, relay: OutboxRelay) -> None:
+    with pytest.raises(RuntimeError), database.session() as session:
+        enqueue(session, key="k", kind="test", channel="C1", message=Message("x"), now=utcnow())
+        raise RuntimeError("the change that caused the message failed")
+    assert relay.drain() == 0
+
+
+def test_a_429_delays_but_never_loses_or_duplicates(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
+    put(database, "a")
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    assert relay.drain() == 1  # slack_sdk's handler waited the second and retried
+    assert texts(fake_slack, "C0WINS") == ["message a"]
+    assert [c.status for c in fake_slack.calls_to("chat.postMessage")] == [429, 200]
+
+
+def test_a_long_retry_after_pauses_that_channel_only(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
+    put(database, "slow")
+    put(database, "other", channel="C0VOC")
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)
+    relay.drain()
+    assert texts(fake_slack, "C0VOC") == ["message other"]
+    assert fake_slack.posts("C0WINS") == []
+    waiting = row(database, "slow")
+    assert waiting.delivered_at is None
+    assert waiting.next_attempt_at - utcnow() > dt.timedelta(seconds=25)
+
+
+def test_a_500_is_retried_with_backoff_and_posts_once(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
+    put(database, "a")
+    fake_slack.fail_next("chat.postMessage", status=500, count=2)
+    relay.drain()
+    failed = row(database, "a")
+    assert failed.delivered_at is None and failed.attempts == 1 and failed.last_error
+    for _ in range(2):
+        with database.session() as session:  # let the backoff pass
+            session.query(OutboxMessage).update({"next_attempt_at": utcnow()})
+        relay.drain()
+    assert texts(fake_slack, "C0WINS") == ["message a"]
+    # The outcome of a 5xx is unknown, so the relay looked before sending again.
+    assert len(fake_slack.calls_to("conversations.history")) == 2
+
+
+def test_a_timeout_after_slack_posted_is_not_posted_again(database: Database, fake_slack: FakeSlack) -> None:
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=1), pace=0)
+    put(database, "a")
+    fake_slack.delay_next("chat.postMessage", seconds=1.5, after_effect=True)
+    relay.drain()
+    assert row(database, "a").in_flight is True  # we do not know whether it was posted
+    with database.session() as session:
+        session.query(OutboxMessage).update({"next_attempt_at": utcnow()})
+    relay.drain()
+    assert texts(fake_slack, "C0WINS") == ["message a"]
+    assert row(database, "a").ts == fake_slack.posts("C0WINS")[0].response["ts"]
+
+
+def test_a_crash_between_send_and_bookkeeping_does_not_double_post(
+    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    put(database, "dm", channel="U0AVA")
+    relay.drain()
+    with database.session() as session:  # as if the process died right after Slack answered
+        session.query(OutboxMessage).update({"delivered_at": None, "ts": None, "in_flight": True})
+    relay.drain()
+    assert len(fake_slack.posts("U0AVA")) == 1
+    assert row(database, "dm").delivered_at is not None
+
+
+def test_messages_keep_their_order_within_a_channel(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
+    for i in range(5):
+        put(database, f"m{i}")
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)  # the first one must wait
+    relay.drain()
+    assert fake_slack.posts("C0WINS") == []
+    relay.clock = lambda: utcnow() + dt.timedelta(seconds=31)
+    relay.drain()
+    assert texts(fake_slack, "C0WINS") == [f"message m{i}" for i in range(5)]
+
+
+def test_replies_and_edits_wait_for_the_message_they_refer_to(
+    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    put(database, "parent")
+    put(database, "reply", channel="C0WINS", thread_key="parent")
+    put(database, "edit", method="chat.update", target_key="parent")
+    relay.drain()
+    parent_ts = fake_slack.posts("C0WINS")[0].response["ts"]
+    [reply] = [c for c in fake_slack.posts("C0WINS") if c.body["text"] == "message reply"]
+    assert reply.body["thread_ts"] == parent_ts
+    [edit] = fake_slack.calls_to("chat.update")
+    assert edit.body["ts"] == parent_ts
+
+
+def test_a_permanent_error_sets_the_message_aside_and_the_channel_goes_on(
+    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    put(database, "bad")
+    put(database, "good")
+    fake_slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    relay.drain()
+    assert row(database, "bad").failed_at is not None
+    assert row(database, "bad").last_error == "channel_not_found"
+    assert texts(fake_slack, "C0WINS") == ["message good"]
+
+
+def test_two_relays_at_once_send_each_message_once(database: Database, fake_slack: FakeSlack) -> None:
+    for i in range(40):
+        put(database, f"m{i}", channel=f"C{i % 8:04d}")
+    relays = [OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=0) for _ in range(3)]
+    threads = [threading.Thread(target=r.drain) for r in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    keys = [c.body["metadata"]["event_payload"]["key"] for c in fake_slack.posts()]
+    assert sorted(keys) == sorted(f"m{i}" for i in range(40))
+
+
+def test_pacing_keeps_under_one_message_a_second_per_channel(database: Database, fake_slack: FakeSlack) -> None:
+    fake_slack.enforce_rate_limit(1.0)
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
+    for i in range(3):
+        put(database, f"w{i}")
+        put(database, f"v{i}", channel="C0VOC")
+    relay.drain(timeout=10)
+    assert len(fake_slack.posts()) == 6
+    assert fake_slack.rate_limited == 0
+
+
+def test_the_relay_thread_delivers_within_moments_of_the_commit(database: Database, fake_slack: FakeSlack) -> None:
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), poll_interval=30).start()
+    try:
+        put(database, "now")
+        fake_slack.wait_for(lambda calls: any(c.method == "chat.postMessage" for c in calls), timeout=2)
+    finally:
+        relay.stop()

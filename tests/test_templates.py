@@ -1,0 +1,122 @@
+"""Every template renders valid Block Kit that survives slack_sdk's round trip, with a text fallback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+import templates
+from bot.render import mention, render, slack_escape
+from bot.services.feedback import STRENGTHS, Digest
+
+NOW = dt.datetime(2026, 11, 16, 14, 0, tzinfo=dt.UTC)
+HOSTILE = "<!channel> & <@U0MIA> <https://evil.example|click> *bold* \"quoted\" \\ end"
+ITEM: dict[str, Any] = {
+    "id": 42,
+    "category": "product_gap",
+    "text": "They need SSO with Okta before security signs off.\nSecond line > with a quote",
+    "account": "Acme & Sons <Holdings>",
+    "competitors": ["Globex", "Hooli"],
+    "strength": STRENGTHS[3],
+    "rep": "U0AVA",
+    "created_at": NOW,
+    "acted_on_by": None,
+    "acted_on_note": None,
+    "acted_on_at": None,
+}
+ACTED = {**ITEM, "acted_on_by": "U0PRIYA", "acted_on_note": "Shared with product; SSO ships in Q1", "acted_on_at": NOW}
+DIGEST = Digest(
+    start=NOW - dt.timedelta(days=7),
+    end=NOW,
+    counts={"objection": (3, 1), "pricing": (0, 2), "product_gap": (2, 2)},
+    total=(5, 5),
+    accounts=[("Acme & Sons <Holdings>", 3), ("Initech", 1)],
+    competitors=[("Globex", 2)],
+    open_items=[ITEM] * 10,
+    open_total=14,
+)
+CATEGORIES = ("objection", "competitor", "pricing", "messaging", "product_gap", "praise")
+
+CONTEXTS: dict[str, list[dict[str, Any]]] = {
+    "feedback_post": [{"item": ITEM}, {"item": ACTED}, {"item": {**ITEM, "account": None, "strength": None}}],
+    "feedback_captured": [{"item": ITEM, "channel": "C0VOC"}, {"item": {**ITEM, "competitors": []}, "channel": "C0VOC"}],
+    "feedback_usage": [
+        {"problem": None, "text": "", "categories": CATEGORIES},
+        {"problem": "“prcing” is not a feedback category.", "text": HOSTILE, "categories": CATEGORIES},
+    ],
+    "feedback_modal": [{"categories": CATEGORIES, "strengths": STRENGTHS, "channel": "C0DEALS"}],
+    "feedback_thanks_modal": [{"item": ITEM, "channel": "C0VOC"}],
+    "feedback_acted_modal": [{"item": ITEM}],
+    "feedback_acted_dm": [{"item": ACTED}],
+    "feedback_already_acted_modal": [{"acted_by": "U0PRIYA"}],
+    "feedback_digest": [
+        {"digest": DIGEST, "tz": "America/New_York", "voc": "C0VOC"},
+        {
+            "digest": Digest(NOW - dt.timedelta(days=7), NOW, {"praise": (0, 0)}, (0, 0), [], [], [], 0),
+            "tz": "Europe/Berlin",
+            "voc": "C0VOC",
+        },
+    ],
+}
+MESSAGE_TEMPLATES = {name for name in CONTEXTS if not name.endswith("_modal")}
+
+
+def test_every_template_has_a_context_here() -> None:
+    shipped = {p.name.removesuffix(".json.j2") for p in Path(templates.__file__).parent.glob("*.json.j2")}
+    assert shipped == set(CONTEXTS)
+
+
+@pytest.mark.parametrize(
+    ("name", "context"), [(n, c) for n, cs in CONTEXTS.items() for c in cs], ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_template_renders_valid_block_kit(name: str, context: dict[str, Any]) -> None:
+    data = render(name, **context)
+    blocks = data["blocks"]
+    assert blocks and all(Block.parse(b).to_dict() == b for b in blocks)  # type: ignore[union-attr]
+    if name in MESSAGE_TEMPLATES:
+        assert data["text"].strip()
+        assert len(blocks) <= 50
+    else:
+        assert View(**data).to_dict() == data
+    for block in blocks:
+        if block["type"] == "section" and "text" in block:
+            assert len(block["text"]["text"]) <= 3000
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGE_TEMPLATES))
+def test_user_text_never_becomes_markup(name: str) -> None:
+    hostile_item = {**ACTED, "text": HOSTILE, "account": HOSTILE, "acted_on_note": HOSTILE, "competitors": [HOSTILE]}
+    contexts = {
+        "feedback_post": {"item": hostile_item},
+        "feedback_captured": {"item": hostile_item, "channel": "C0VOC"},
+        "feedback_usage": {"problem": HOSTILE, "text": HOSTILE, "categories": CATEGORIES},
+        "feedback_acted_dm": {"item": hostile_item},
+        "feedback_digest": {
+            "digest": Digest(
+                NOW - dt.timedelta(days=7), NOW, {"x": (1, 0)}, (1, 0), [(HOSTILE, 1)], [(HOSTILE, 1)], [hostile_item], 1
+            ),
+            "tz": "UTC",
+            "voc": "C0VOC",
+        },
+    }
+    data = render(name, **contexts[name])
+    flat = str(data)
+    assert "<!channel>" not in flat and "<@U0MIA>" not in flat and "<https://evil" not in flat
+    assert slack_escape("<!channel>") in flat
+
+
+def test_long_text_is_clipped_within_slack_limits() -> None:
+    data = render("feedback_post", item={**ITEM, "text": "x" * 5000})
+    assert len(data["blocks"][0]["text"]["text"]) <= 3000
+    assert data["blocks"][0]["text"]["text"].endswith("…")
+
+
+def test_mention_only_renders_user_ids() -> None:
+    assert mention("U0AVA") == "<@U0AVA>"
+    assert mention("!channel") == "!channel"
+    assert mention("<!here>") == "&lt;!here&gt;"
