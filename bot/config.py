@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -380,14 +380,7 @@ Metric = Literal[
 
 
 class Scorecard(_Section):
-    metrics: tuple[Metric, ...] = (
-        "mql_to_sql_rate",
-        "speed_to_lead",
-        "sla_attainment",
-        "marketing_sourced_pipeline",
-        "influenced_revenue",
-        "win_rate",
-    )
+    metrics: tuple[Metric, ...] = get_args(Metric)
     schedule: Schedule = "0 8 * * mon"
 
 

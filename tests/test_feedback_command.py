@@ -47,9 +47,7 @@ def test_quick_capture_posts_to_voice_of_customer_crediting_the_rep(
     assert "Acme says we are 20% over their current tool" in shown
     assert "Acme says" in post.body["text"]
     assert post.body["metadata"]["event_payload"]["key"].startswith("feedback:")
-    assert any(
-        e.get("action_id") == "feedback_acted_on" for b in post.body["blocks"] for e in b.get("elements", [])
-    )
+    assert any(e.get("action_id") == "feedback_acted_on" for b in post.body["blocks"] for e in b.get("elements", []))
 
 
 def test_account_in_brackets_and_competitors_are_recognised(

@@ -76,5 +76,8 @@ def test_an_empty_note_is_refused_in_the_form(slack: SlackDriver, fake_slack: Fa
     answer = response_json(slack.submit(modal, {Block.NOTE: "   "}, user="U0PRIYA"))
     relay.drain()
 
-    assert answer == {"response_action": "errors", "errors": {"note": "Add a short note on what marketing did with it."}}
+    assert answer == {
+        "response_action": "errors",
+        "errors": {"note": "Add a short note on what marketing did with it."},
+    }
     assert fake_slack.posts("U0AVA") == []

@@ -25,7 +25,7 @@ from tests.test_feedback_command import count_items
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -35,9 +35,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 @pytest.fixture
 def server(app: App, deps: Dependencies) -> Iterator[int]:
-    httpd = make_server(
-        "127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps), _ThreadingServer, _QuietHandler
-    )
+    httpd = make_server("127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps), _ThreadingServer, _QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_port

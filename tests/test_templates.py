@@ -15,7 +15,7 @@ from bot.render import mention, render, slack_escape
 from bot.services.feedback import STRENGTHS, Digest
 
 NOW = dt.datetime(2026, 11, 16, 14, 0, tzinfo=dt.UTC)
-HOSTILE = "<!channel> & <@U0MIA> <https://evil.example|click> *bold* \"quoted\" \\ end"
+HOSTILE = '<!channel> & <@U0MIA> <https://evil.example|click> *bold* "quoted" \\ end'
 ITEM: dict[str, Any] = {
     "id": 42,
     "category": "product_gap",
@@ -44,7 +44,10 @@ CATEGORIES = ("objection", "competitor", "pricing", "messaging", "product_gap", 
 
 CONTEXTS: dict[str, list[dict[str, Any]]] = {
     "feedback_post": [{"item": ITEM}, {"item": ACTED}, {"item": {**ITEM, "account": None, "strength": None}}],
-    "feedback_captured": [{"item": ITEM, "channel": "C0VOC"}, {"item": {**ITEM, "competitors": []}, "channel": "C0VOC"}],
+    "feedback_captured": [
+        {"item": ITEM, "channel": "C0VOC"},
+        {"item": {**ITEM, "competitors": []}, "channel": "C0VOC"},
+    ],
     "feedback_usage": [
         {"problem": None, "text": "", "categories": CATEGORIES},
         {"problem": "“prcing” is not a feedback category.", "text": HOSTILE, "categories": CATEGORIES},
@@ -72,7 +75,9 @@ def test_every_template_has_a_context_here() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "context"), [(n, c) for n, cs in CONTEXTS.items() for c in cs], ids=lambda v: v if isinstance(v, str) else ""
+    ("name", "context"),
+    [(n, c) for n, cs in CONTEXTS.items() for c in cs],
+    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_template_renders_valid_block_kit(name: str, context: dict[str, Any]) -> None:
     data = render(name, **context)
@@ -98,7 +103,14 @@ def test_user_text_never_becomes_markup(name: str) -> None:
         "feedback_acted_dm": {"item": hostile_item},
         "feedback_digest": {
             "digest": Digest(
-                NOW - dt.timedelta(days=7), NOW, {"x": (1, 0)}, (1, 0), [(HOSTILE, 1)], [(HOSTILE, 1)], [hostile_item], 1
+                NOW - dt.timedelta(days=7),
+                NOW,
+                {"x": (1, 0)},
+                (1, 0),
+                [(HOSTILE, 1)],
+                [(HOSTILE, 1)],
+                [hostile_item],
+                1,
             ),
             "tz": "UTC",
             "voc": "C0VOC",

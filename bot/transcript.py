@@ -1,0 +1,721 @@
+"""Slack messages as a person reads them: Block Kit to plain text and to HTML.
+
+``alignbot demo`` records every message of its simulated week as :class:`Entry` values and
+turns them into a readable text transcript (:meth:`Transcript.to_text`) and a page that looks
+like Slack (:meth:`Transcript.to_html`). Everything here is pure: no I/O, no clock.
+
+Slack markup is read the way Slack reads it: ``<@U…>``, ``<#C…>``, ``<!date^…|fallback>``,
+``<!channel>`` and ``<url|label>`` are entities, and a literal ``<``, ``>`` or ``&`` typed by a
+person arrives escaped (``&lt;``, ``&gt;``, ``&amp;``). So ``&lt;!channel&gt;`` is shown as the
+literal text ``<!channel>``, and only a real ``<!channel>`` would be shown as a broadcast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+import templates as _templates_package
+
+EntryKind = Literal["message", "edit", "ephemeral", "modal", "typed", "action"]
+
+#: The emoji the bot's templates use, and a few common ones; others stay as ``:name:``.
+EMOJI = {
+    "white_check_mark": "✅",
+    "heavy_check_mark": "✔️",
+    "memo": "📝",
+    "warning": "⚠️",
+    "tada": "🎉",
+    "trophy": "🏆",
+    "bell": "🔔",
+    "rotating_light": "🚨",
+    "hourglass_flowing_sand": "⏳",
+    "alarm_clock": "⏰",
+    "calendar": "📆",
+    "spiral_calendar_pad": "🗓️",
+    "chart_with_upwards_trend": "📈",
+    "chart_with_downwards_trend": "📉",
+    "bar_chart": "📊",
+    "large_yellow_circle": "🟡",
+    "red_circle": "🔴",
+    "large_green_circle": "🟢",
+    "speech_balloon": "💬",
+    "loudspeaker": "📢",
+    "mega": "📣",
+    "moneybag": "💰",
+    "handshake": "🤝",
+    "wave": "👋",
+    "eyes": "👀",
+    "x": "❌",
+    "recycle": "♻️",
+    "point_right": "👉",
+    "star": "⭐",
+    "fire": "🔥",
+    "rocket": "🚀",
+    "clipboard": "📋",
+    "information_source": "ℹ️",  # noqa: RUF001 - the emoji itself
+}
+
+_ENTITY = re.compile(r"<([^<>\n]*)>")
+_EMOJI = re.compile(r":([a-z0-9_+\-]+):")
+_PRE = re.compile(r"```(.+?)```", re.DOTALL)
+_CODE = re.compile(r"`([^`\n]+)`")
+_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
+_STRIKE = re.compile(r"(?<![\w~])~(?=\S)([^~\n]+?)(?<=\S)~(?![\w~])")
+_HOLD = re.compile("\x00(\\d+)\x00")
+_SAFE_SCHEMES = ("http://", "https://", "mailto:")
+_RULE = "─" * 40
+
+
+def slack_unescape(text: str) -> str:
+    """Undo Slack's escaping of ``&``, ``<`` and ``>`` (``&amp;`` last, so ``&amp;lt;`` stays ``&lt;``)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def emojize(text: str) -> str:
+    """``:memo:`` -> 📝 for the emoji in :data:`EMOJI`; other ``:names:`` are left as they are."""
+    return _EMOJI.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Display names for the IDs in Slack markup: users (``U…``) and channels (``C…``).
+
+    A DM conversation ``D…`` is looked up as the user ``U…`` with the same suffix, which is how
+    the fake Slack names DMs.
+    """
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    channels: Mapping[str, str] = field(default_factory=dict)
+
+    def user(self, user_id: str) -> str:
+        """A person's name, or the raw ID when unknown."""
+        return self.users.get(user_id, user_id)
+
+    def channel(self, channel_id: str) -> str:
+        """A channel's name without ``#``, or the raw ID when unknown."""
+        return self.channels.get(channel_id, channel_id)
+
+    def dm_user(self, conversation: str) -> str | None:
+        """The user ID whose DM with the bot ``conversation`` is (a user ID or ``D…``), else None."""
+        if conversation[:1] in {"U", "W"}:
+            return conversation
+        if conversation.startswith("D") and "U" + conversation[1:] in self.users:
+            return "U" + conversation[1:]
+        return None
+
+    def where(self, conversation: str) -> str:
+        """``#voice-of-customer``, or ``DM → Ava Ross`` for a direct message with the bot."""
+        user = self.dm_user(conversation)
+        if user is not None:
+            return f"DM → {self.user(user)}"
+        return "#" + self.channel(conversation)
+
+
+@dataclass(frozen=True)
+class _Entity:
+    kind: Literal["user", "channel", "broadcast", "date", "link", "text"]
+    label: str
+    href: str | None = None
+
+
+def _entity(inner: str, directory: Directory) -> _Entity:
+    target, bar, label = inner.partition("|")
+    label = slack_unescape(label) if bar else ""
+    if target.startswith("@"):
+        return _Entity("user", "@" + (directory.users.get(target[1:]) or label.lstrip("@") or target[1:]))
+    if target.startswith("#"):
+        return _Entity("channel", "#" + (directory.channels.get(target[1:]) or label.lstrip("#") or target[1:]))
+    if target.startswith("!"):
+        command = target[1:].split("^", 1)[0]
+        if command in {"here", "channel", "everyone"}:
+            return _Entity("broadcast", "@" + command)
+        if command == "subteam":
+            return _Entity("user", label or "@group")
+        if command == "date":
+            return _Entity("date", label or _date_fallback(target))
+        return _Entity("text", label or target)
+    url = slack_unescape(target)
+    return _Entity("link", label or url, href=url)
+
+
+def _date_fallback(target: str) -> str:
+    parts = target.split("^")
+    try:
+        return dt.datetime.fromtimestamp(int(parts[1]), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (IndexError, ValueError):
+        return target
+
+
+# --- mrkdwn -----------------------------------------------------------------------------------
+
+
+def mrkdwn_to_text(text: str, directory: Directory) -> list[str]:
+    """Slack mrkdwn as readable plain lines.
+
+    Entities become names (``@Ava Ross``, ``#voice-of-customer``, a date's fallback, a link's
+    label with its URL), escapes become characters, emoji become pictures, and a quoted line
+    (a leading ``>``) is shown with a bar. ``*bold*`` and ``_italic_`` markers stay: they read
+    as emphasis in plain text too.
+    """
+    lines: list[str] = []
+    for raw in text.split("\n"):
+        # A quote marker is a real ">"; one a person typed arrives as "&gt;" and stays text.
+        quoted = raw.startswith(">")
+        body = raw[1:] if quoted else raw
+        lines.append(("│ " if quoted else "") + _inline_text(body, directory))
+    return lines
+
+
+def _inline_text(text: str, directory: Directory) -> str:
+    out: list[str] = []
+    position = 0
+    for match in _ENTITY.finditer(text):
+        out.append(emojize(slack_unescape(text[position : match.start()])))
+        entity = _entity(match.group(1), directory)
+        if entity.kind == "link" and entity.href and entity.label != entity.href:
+            out.append(f"{entity.label} ({entity.href})")
+        else:
+            out.append(entity.label)
+        position = match.end()
+    out.append(emojize(slack_unescape(text[position:])))
+    return "".join(out)
+
+
+def mrkdwn_to_html(text: str, directory: Directory) -> Markup:
+    """Slack mrkdwn as HTML: every character from the data is escaped, then the markup is applied.
+
+    Handles ``*bold*``, ``_italic_``, ``~strike~``, `` `code` ``, fenced code, ``>`` quotes,
+    links (only http, https and mailto become ``<a>``), mentions and channels (highlighted),
+    broadcasts, dates (their fallback) and emoji.
+    """
+    held: list[str] = []
+
+    def hold(markup: str) -> str:
+        held.append(markup)
+        return f"\x00{len(held) - 1}\x00"
+
+    source = text.replace("\x00", "")
+    source = _PRE.sub(lambda m: hold(f"<pre>{html.escape(slack_unescape(m.group(1).strip(chr(10))))}</pre>"), source)
+    source = _ENTITY.sub(lambda m: hold(_entity_html(_entity(m.group(1), directory))), source)
+    blocks: list[tuple[bool, list[str]]] = []
+    for raw in source.split("\n"):
+        quoted = raw.startswith(">")
+        line = _inline_html(raw[1:] if quoted else raw, hold)
+        if blocks and blocks[-1][0] == quoted:
+            blocks[-1][1].append(line)
+        else:
+            blocks.append((quoted, [line]))
+    parts = []
+    for quoted, lines in blocks:
+        joined = "<br>".join(lines)
+        parts.append(f"<blockquote>{joined}</blockquote>" if quoted else joined)
+    rendered = "<br>".join(p for p in parts)
+    for _ in range(3):  # held markup may hold more (a mention inside code); bounded
+        rendered = _HOLD.sub(lambda m: held[int(m.group(1))], rendered)
+    return Markup(rendered)  # noqa: S704 - built from escaped text and our own tags only
+
+
+def _inline_html(line: str, hold: Any) -> str:
+    line = _CODE.sub(lambda m: hold(f"<code>{html.escape(slack_unescape(m.group(1)))}</code>"), line)
+    escaped = emojize(html.escape(slack_unescape(line)))
+    escaped = _BOLD.sub(r"<b>\1</b>", escaped)
+    escaped = _ITALIC.sub(r"<i>\1</i>", escaped)
+    return _STRIKE.sub(r"<s>\1</s>", escaped)
+
+
+def _entity_html(entity: _Entity) -> str:
+    label = html.escape(entity.label)
+    if entity.kind in {"user", "channel"}:
+        return f'<span class="mention">{label}</span>'
+    if entity.kind == "broadcast":
+        return f'<span class="mention broadcast">{label}</span>'
+    if entity.kind == "date":
+        return f'<span class="date">{label}</span>'
+    if entity.kind == "link" and entity.href and entity.href.lower().startswith(_SAFE_SCHEMES):
+        return f'<a href="{html.escape(entity.href, quote=True)}" rel="noopener noreferrer">{label}</a>'
+    return label
+
+
+# --- Block Kit --------------------------------------------------------------------------------
+
+
+def _text_of(obj: object, directory: Directory) -> list[str]:
+    """The lines of a text object (``plain_text`` or ``mrkdwn``)."""
+    if not isinstance(obj, Mapping):
+        return []
+    text = str(obj.get("text") or "")
+    if obj.get("type") == "mrkdwn":
+        return mrkdwn_to_text(text, directory)
+    return [emojize(text)] if obj.get("emoji", True) else [text]
+
+
+def _element_text(element: Mapping[str, Any], directory: Directory) -> str:
+    """An interactive element the way it looks: a button as ``[Acted on]``, a select as ``[Pick ▾]``."""
+    kind = element.get("type")
+    label = " ".join(_text_of(element.get("text") or element.get("placeholder"), directory))
+    if kind == "button":
+        return f"[{label}]"
+    if kind == "overflow":
+        return "[⋯]"
+    if kind in {"mrkdwn", "plain_text"}:
+        return " ".join(_text_of(element, directory))
+    if kind == "image":
+        return f"[image: {element.get('alt_text', '')}]"
+    if kind == "radio_buttons" or kind == "checkboxes":
+        options = [" ".join(_text_of(o.get("text"), directory)) for o in element.get("options") or []]
+        return " ".join(f"( ) {o}" for o in options)
+    if kind and ("select" in kind or kind.endswith("picker")):
+        return f"[{label or 'Choose'} ▾]"
+    return f"[{label}]" if label else ""
+
+
+def _columns(fields: Sequence[list[str]], width: int = 48) -> list[str]:
+    """Section fields two by two, side by side as Slack shows them."""
+    lines: list[str] = []
+    for i in range(0, len(fields), 2):
+        left = fields[i]
+        right = fields[i + 1] if i + 1 < len(fields) else []
+        pad = min(max((len(line) for line in left), default=0), width)
+        for row in range(max(len(left), len(right))):
+            a = left[row] if row < len(left) else ""
+            b = right[row] if row < len(right) else ""
+            lines.append(f"{a.ljust(pad)}   {b}".rstrip() if b else a)
+    return lines
+
+
+def blocks_to_text(blocks: Iterable[Mapping[str, Any]], directory: Directory) -> list[str]:
+    """Block Kit as readable lines: a header as a title line (underlined), section text and fields
+    (two columns), context lines, buttons as ``[Acted on]``, dividers as a rule, inputs as
+    ``Label: [Choose ▾]``. Unknown block types are skipped."""
+    lines: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            title = " ".join(_text_of(block.get("text"), directory))
+            lines += [title, "═" * min(len(title), 60)]
+        elif kind == "section":
+            lines += _text_of(block.get("text"), directory)
+            fields = [_text_of(f, directory) for f in block.get("fields") or []]
+            lines += _columns(fields)
+            accessory = block.get("accessory")
+            if isinstance(accessory, Mapping) and accessory.get("type") != "image":
+                lines.append(_element_text(accessory, directory))
+        elif kind == "context":
+            parts = [_element_text(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping)]
+            lines += "  ".join(p for p in parts if p).split("\n")
+        elif kind == "divider":
+            lines.append(_RULE)
+        elif kind == "actions":
+            parts = [_element_text(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping)]
+            lines.append("  ".join(p for p in parts if p))
+        elif kind == "image":
+            lines.append(f"[image: {block.get('alt_text', '')}]")
+        elif kind == "input":
+            label = " ".join(_text_of(block.get("label"), directory))
+            optional = " (optional)" if block.get("optional") else ""
+            element = block.get("element") if isinstance(block.get("element"), Mapping) else {}
+            shown = _element_text(element, directory) if element.get("type") != "plain_text_input" else "[ … ]"
+            lines.append(f"{label}{optional}: {shown}")
+        elif kind == "rich_text":
+            lines += _rich_text(block).split("\n")
+    return lines
+
+
+def _rich_text(block: Mapping[str, Any]) -> str:
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if node.get("type") == "text":
+                out.append(str(node.get("text", "")))
+            elif node.get("type") == "emoji":
+                out.append(EMOJI.get(str(node.get("name")), f":{node.get('name')}:"))
+            for child in node.get("elements") or []:
+                walk(child)
+
+    walk(block)
+    return "".join(out)
+
+
+def message_to_text(message: Mapping[str, Any], directory: Directory) -> list[str]:
+    """A message (``text`` and optional ``blocks``) as readable lines; the blocks win when present."""
+    blocks = message.get("blocks")
+    if isinstance(blocks, list) and blocks:
+        return blocks_to_text(blocks, directory)
+    return mrkdwn_to_text(str(message.get("text") or ""), directory)
+
+
+def view_to_text(view: Mapping[str, Any], directory: Directory) -> list[str]:
+    """A modal, briefly: its text, one line listing its fields, and its submit button."""
+    lines: list[str] = []
+    fields: list[str] = []
+    for block in view.get("blocks") or []:
+        if block.get("type") == "input":
+            label = " ".join(_text_of(block.get("label"), directory))
+            fields.append(label + (" (optional)" if block.get("optional") else ""))
+        else:
+            lines += blocks_to_text([block], directory)
+    if fields:
+        lines.append("Fields: " + " · ".join(fields))
+    submit = " ".join(_text_of(view.get("submit"), directory))
+    close = " ".join(_text_of(view.get("close"), directory))
+    buttons = "  ".join(f"[{b}]" for b in (close, submit) if b)
+    if buttons:
+        lines.append(buttons)
+    return lines
+
+
+def _plain_html(obj: object) -> Markup:
+    if not isinstance(obj, Mapping):
+        return Markup("")
+    return Markup(emojize(html.escape(str(obj.get("text") or ""))))  # noqa: S704 - escaped above
+
+
+def _text_html(obj: object, directory: Directory) -> Markup:
+    if isinstance(obj, Mapping) and obj.get("type") == "mrkdwn":
+        return mrkdwn_to_html(str(obj.get("text") or ""), directory)
+    return _plain_html(obj)
+
+
+def _element_html(element: Mapping[str, Any], directory: Directory) -> str:
+    kind = element.get("type")
+    if kind == "button":
+        style = element.get("style")
+        css = f"bk-button bk-{style}" if style in {"primary", "danger"} else "bk-button"
+        return f'<button type="button" class="{css}">{_plain_html(element.get("text"))}</button>'
+    if kind in {"mrkdwn", "plain_text"}:
+        return f"<span>{_text_html(element, directory)}</span>"
+    if kind == "image":
+        return f'<span class="bk-image">[{html.escape(str(element.get("alt_text", "image")))}]</span>'
+    if kind in {"radio_buttons", "checkboxes"}:
+        options = "".join(
+            f'<label class="bk-option"><span class="bk-radio"></span>{_plain_html(o.get("text"))}</label>'
+            for o in element.get("options") or []
+            if isinstance(o, Mapping)
+        )
+        return f'<div class="bk-options">{options}</div>'
+    if kind == "plain_text_input":
+        css = "bk-textbox bk-multiline" if element.get("multiline") else "bk-textbox"
+        return f'<div class="{css}">{_plain_html(element.get("placeholder"))}</div>'
+    if kind == "overflow":
+        return '<button type="button" class="bk-button">⋯</button>'
+    placeholder = _plain_html(element.get("placeholder")) or Markup("Choose")
+    return f'<div class="bk-select">{placeholder} ▾</div>'
+
+
+def blocks_to_html(blocks: Iterable[Mapping[str, Any]], directory: Directory) -> Markup:
+    """Block Kit as HTML, styled by the page's ``bk-*`` classes; all text from the data is escaped."""
+    out: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            out.append(f'<div class="bk-header">{_plain_html(block.get("text"))}</div>')
+        elif kind == "section":
+            inner = ""
+            if block.get("text"):
+                inner += f'<div class="bk-text">{_text_html(block.get("text"), directory)}</div>'
+            fields = [f for f in block.get("fields") or [] if isinstance(f, Mapping)]
+            if fields:
+                cells = "".join(f'<div class="bk-field">{_text_html(f, directory)}</div>' for f in fields)
+                inner += f'<div class="bk-fields">{cells}</div>'
+            accessory = block.get("accessory")
+            if isinstance(accessory, Mapping):
+                inner += f'<div class="bk-accessory">{_element_html(accessory, directory)}</div>'
+            out.append(f'<div class="bk-section">{inner}</div>')
+        elif kind == "context":
+            parts = "".join(_element_html(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping))
+            out.append(f'<div class="bk-context">{parts}</div>')
+        elif kind == "divider":
+            out.append('<hr class="bk-divider">')
+        elif kind == "actions":
+            parts = "".join(_element_html(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping))
+            out.append(f'<div class="bk-actions">{parts}</div>')
+        elif kind == "image":
+            out.append(f'<div class="bk-image">[{html.escape(str(block.get("alt_text", "image")))}]</div>')
+        elif kind == "input":
+            optional = ' <span class="bk-optional">(optional)</span>' if block.get("optional") else ""
+            element = block.get("element") if isinstance(block.get("element"), Mapping) else {}
+            out.append(
+                f'<div class="bk-input"><div class="bk-label">{_plain_html(block.get("label"))}{optional}</div>'
+                f"{_element_html(element, directory)}</div>"
+            )
+        elif kind == "rich_text":
+            out.append(f'<div class="bk-text">{html.escape(_rich_text(block))}</div>')
+    return Markup("".join(out))  # noqa: S704 - every piece above is escaped or our own markup
+
+
+def message_to_html(message: Mapping[str, Any], directory: Directory) -> Markup:
+    """A message as HTML; the blocks win over the fallback ``text`` when present."""
+    blocks = message.get("blocks")
+    if isinstance(blocks, list) and blocks:
+        return blocks_to_html(blocks, directory)
+    return Markup(f'<div class="bk-text">{mrkdwn_to_html(str(message.get("text") or ""), directory)}</div>')
+
+
+# --- the transcript ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing that happened in Slack, as the people involved saw it.
+
+    ``kind``: ``message`` (the bot posted), ``edit`` (the bot updated its message ``edits``),
+    ``ephemeral`` (an answer only ``visible_to`` saw), ``modal`` (a form opened for
+    ``visible_to``; ``payload`` is the view), ``typed`` (a person typed ``text``), ``action``
+    (a person clicked or submitted: ``text`` says what, ``details`` the values).
+    ``conversation`` is a channel ID, or a user ID for the DM between that person and the bot.
+    """
+
+    at: dt.datetime
+    conversation: str
+    author: str
+    kind: EntryKind
+    text: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    visible_to: str | None = None
+    ts: str | None = None
+    edits: str | None = None
+    details: tuple[str, ...] = ()
+    from_bot: bool = True
+
+
+def clock_text(moment: dt.datetime, tz: ZoneInfo) -> str:
+    """``Tue Nov 17 10:32 EST``: a moment as wall-clock time in ``tz``."""
+    local = moment.astimezone(tz)
+    return f"{local:%a %b} {local.day} {local:%H:%M} {local.tzname()}"
+
+
+def initials(name: str) -> str:
+    """``Ava Ross`` -> ``AR``; ``alignbot`` -> ``AL``."""
+    words = [w for w in re.split(r"[\s._-]+", name) if w]
+    if len(words) >= 2:
+        return (words[0][0] + words[-1][0]).upper()
+    return (words[0][:2] if words else "?").upper()
+
+
+def _day_title(local: dt.datetime) -> str:
+    return f"{local:%A, %B} {local.day}"
+
+
+@dataclass
+class Transcript:
+    """The entries of a run, told as text or as a Slack-like page, in time order.
+
+    ``bot_name`` is how the bot signs its messages; ``tz`` is the timezone the times are shown in.
+    """
+
+    directory: Directory
+    tz: ZoneInfo
+    bot_name: str = "alignbot"
+    entries: list[Entry] = field(default_factory=list)
+
+    def add(self, entry: Entry) -> None:
+        """Record an entry (any order: they are sorted by time, stably, when told)."""
+        self.entries.append(entry)
+
+    def ordered(self) -> list[Entry]:
+        """The entries by time; entries of the same moment keep the order they were recorded in."""
+        return sorted(self.entries, key=lambda e: e.at)
+
+    def _original(self, edit: Entry) -> Entry | None:
+        return next(
+            (
+                e
+                for e in self.entries
+                if e.kind == "message" and e.ts == edit.edits and self._same_place(e.conversation, edit.conversation)
+            ),
+            None,
+        )
+
+    def _same_place(self, a: str, b: str) -> bool:
+        return a == b or (self.directory.dm_user(a) or a) == (self.directory.dm_user(b) or b)
+
+    def _place(self, conversation: str) -> str:
+        return self.directory.dm_user(conversation) or conversation
+
+    # --- text ---
+
+    def entry_text(self, entry: Entry, width: int = 110) -> list[str]:
+        """One entry: a heading line (when, where, who) and its body, indented."""
+        when = clock_text(entry.at, self.tz)
+        where = self.directory.where(entry.conversation)
+        body: list[str] = []
+        if entry.kind == "typed":
+            return [f"{when} · {where} · {entry.author} typed: {entry.text}"]
+        if entry.kind == "action":
+            heading = f"{when} · {where} · {entry.author} {entry.text}"
+            body = list(entry.details)
+        elif entry.kind == "message":
+            heading = f"{when} · {where} · {entry.author}"
+            body = message_to_text(entry.payload, self.directory)
+        elif entry.kind == "ephemeral":
+            heading = f"{when} · {where} · {entry.author} (only visible to {entry.visible_to})"
+            body = message_to_text(entry.payload, self.directory)
+        elif entry.kind == "edit":
+            original = self._original(entry)
+            of = f" of {clock_text(original.at, self.tz)}" if original else ""
+            heading = f"{when} · {where} · {entry.author} edited its message{of}; it now reads:"
+            body = message_to_text(entry.payload, self.directory)
+        else:
+            title = " ".join(_text_of(entry.payload.get("title"), self.directory))
+            heading = f"{when} · {where} · {entry.author} {entry.text or 'opened'} “{title}” for {entry.visible_to}"
+            heading += " (only visible to them)"
+            body = view_to_text(entry.payload, self.directory)
+        return [heading, *(_wrap(line, width) for line in body if line.strip() or line == "")]
+
+    def to_text(self, width: int = 110) -> str:
+        """The whole transcript: entries by time, a line per day, a blank line between entries."""
+        lines: list[str] = []
+        day: dt.date | None = None
+        for entry in self.ordered():
+            local = entry.at.astimezone(self.tz)
+            if local.date() != day:
+                day = local.date()
+                title = f" {_day_title(local)} "
+                lines += ["", f"{title:━^{min(width, 80)}}", ""]
+            lines += self.entry_text(entry, width)
+            lines.append("")
+        return "\n".join(lines).strip("\n") + "\n"
+
+    # --- HTML ---
+
+    def conversations(self) -> list[str]:
+        """The conversations with entries: channels first (directory order), then DMs by name."""
+        places = {self._place(e.conversation) for e in self.entries}
+        channels = [c for c in self.directory.channels if c in places]
+        channels += sorted(p for p in places if p not in channels and self.directory.dm_user(p) is None)
+        dms = sorted((p for p in places if self.directory.dm_user(p) is not None), key=self.directory.where)
+        return channels + dms
+
+    def to_html(self, *, title: str, subtitle: str = "", summary: Sequence[str] = ()) -> str:
+        """A self-contained page that looks like Slack: a sidebar of channels and DMs, and each
+        conversation's messages with the author, the time and the Block Kit rendered.
+
+        Rendered by ``templates/demo_transcript.html.j2`` with autoescaping on; the message
+        bodies come from :func:`blocks_to_html`, which escapes every value from the data.
+        """
+        edited: dict[int, Entry] = {}
+        for entry in self.entries:
+            if entry.kind == "edit":
+                original = self._original(entry)
+                if original is not None:
+                    edited[id(original)] = entry
+        by_place: dict[str, list[Entry]] = {}
+        for entry in self.ordered():
+            if entry.kind == "edit" and self._original(entry) is not None:
+                continue  # shown in place of the message it edits, as Slack does
+            by_place.setdefault(self._place(entry.conversation), []).append(entry)
+        conversations = []
+        for index, place in enumerate(self.conversations()):
+            days: list[dict[str, Any]] = []
+            for entry in by_place.get(place, []):
+                local = entry.at.astimezone(self.tz)
+                label = _day_title(local)
+                if not days or days[-1]["label"] != label:
+                    days.append({"label": label, "items": []})
+                days[-1]["items"].append(self._html_item(entry, edited.get(id(entry))))
+            dm = self.directory.dm_user(place)
+            conversations.append(
+                {
+                    "anchor": f"c{index}",
+                    "name": self.directory.user(dm) if dm else self.directory.channel(place),
+                    "is_dm": dm is not None,
+                    "count": sum(len(d["items"]) for d in days),
+                    "days": days,
+                }
+            )
+        return (
+            _page_environment()
+            .get_template("demo_transcript.html.j2")
+            .render(
+                title=title,
+                subtitle=subtitle,
+                bot_name=self.bot_name,
+                workspace=title,
+                conversations=conversations,
+                summary=list(summary),
+            )
+        )
+
+    def _html_item(self, entry: Entry, edit: Entry | None) -> dict[str, Any]:
+        shown = edit if edit is not None else entry
+        item: dict[str, Any] = {
+            "kind": entry.kind,
+            "author": entry.author,
+            "initials": initials(entry.author) if not entry.from_bot else "AB",
+            "avatar": _avatar_colour(entry.author, entry.from_bot),
+            "from_bot": entry.from_bot,
+            "time": f"{entry.at.astimezone(self.tz):%H:%M}",
+            "when": clock_text(entry.at, self.tz),
+            "visible_to": entry.visible_to,
+            "text": entry.text,
+            "details": list(entry.details),
+            "edited": clock_text(edit.at, self.tz) if edit is not None else None,
+            "body": Markup(""),
+            "title": "",
+        }
+        if entry.kind in {"message", "ephemeral", "edit"}:
+            item["body"] = message_to_html(shown.payload, self.directory)
+        elif entry.kind == "modal":
+            item["title"] = str((entry.payload.get("title") or {}).get("text") or "")
+            item["body"] = blocks_to_html(entry.payload.get("blocks") or [], self.directory)
+            item["submit"] = str((entry.payload.get("submit") or {}).get("text") or "")
+            item["close"] = str((entry.payload.get("close") or {}).get("text") or "")
+        return item
+
+
+_AVATAR_COLOURS = ("#e8912d", "#2eb67d", "#1264a3", "#e01e5a", "#9f6bb6", "#0b8a8a", "#c2563c", "#5a6f1b")
+
+
+def _avatar_colour(name: str, from_bot: bool) -> str:
+    if from_bot:
+        return "#4a154b"
+    return _AVATAR_COLOURS[sum(map(ord, name)) % len(_AVATAR_COLOURS)]
+
+
+def _page_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(_templates_package.__file__).parent),
+        undefined=StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _wrap(line: str, width: int) -> str:
+    """Indent a body line by four spaces, wrapping long ones under their own prefix (quote bar)."""
+    import textwrap
+
+    prefix = "    "
+    match = re.match(r"^(│ |\s+)", line)
+    hang = prefix + (match.group(1) if match else "")
+    if len(prefix + line) <= width:
+        return prefix + line
+    return textwrap.fill(
+        line[len(match.group(1)) :] if match else line,
+        width=width,
+        initial_indent=hang,
+        subsequent_indent=hang,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def median_and_max(values: Sequence[int]) -> tuple[float, int]:
+    """The median and the maximum of counts (0 and 0 when there are none)."""
+    if not values:
+        return 0.0, 0
+    return float(statistics.median(values)), max(values)

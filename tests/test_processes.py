@@ -1,0 +1,154 @@
+"""The real processes: ``alignbot db upgrade``, ``alignbot web`` (gunicorn) and ``alignbot clock``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import EXAMPLE_CONFIG
+from bot.db import Database
+from bot.fakeslack import FakeSlack
+from bot.slack_signing import command_body, sign
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_DATABASE_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Process:
+    """A child ``alignbot`` process whose log lines are read as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, needle: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.popen.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.seen.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no line with {needle!r}; the process said:\n{''.join(self.seen)}")
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+
+@pytest.fixture
+def process_env(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, str]]:
+    url = TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'alignbot.db'}"
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.url,
+        "DATABASE_URL": url,
+        "ALIGNBOT_CONFIG": str(EXAMPLE_CONFIG),
+        "PYTHONUNBUFFERED": "1",
+    }
+    yield env
+
+
+def test_web_answers_slack_and_delivers_its_own_posts_without_a_clock(
+    process_env: dict[str, str], fake_slack: FakeSlack, database: Database
+) -> None:
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=process_env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "is up to date" in upgrade.stdout
+
+    port = free_port()
+    web = Process(["web", "--workers", "1"], {**process_env, "PORT": str(port)})
+    try:
+        web.wait_for_line("Booting worker")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/healthz")
+                health = connection.getresponse()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert health.status == 200
+
+        body = command_body(
+            "/feedback", "objection: legal wants a DPA first", user_id="U0DIEGO", response_url=fake_slack.response_url()
+        )
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {**sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+        connection.request("POST", "/slack/events", body=body, headers=headers)
+        answer = connection.getresponse()
+        assert answer.status == 200
+        assert json.loads(answer.read())["response_type"] == "ephemeral"
+
+        started = time.monotonic()
+        fake_slack.wait_for(lambda calls: any(c.method == "chat.postMessage" and c.ok for c in calls), timeout=5)
+        assert time.monotonic() - started < 2.5
+        [post] = fake_slack.posts("C0VOC")
+        assert "legal wants a DPA first" in post.body["text"]
+    finally:
+        assert web.stop() == 0
+
+
+def test_a_second_clock_waits_and_takes_over_when_the_first_stops(
+    process_env: dict[str, str], database: Database
+) -> None:
+    first = Process(["clock"], process_env)
+    try:
+        first.wait_for_line("clock started")
+        second = Process(["clock"], process_env)
+        try:
+            second.wait_for_line("another clock is running against this database; waiting")
+            assert first.stop() == 0
+            second.wait_for_line("clock started", timeout=15)
+        finally:
+            assert second.stop() == 0
+    finally:
+        first.stop()
