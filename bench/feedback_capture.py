@@ -82,11 +82,25 @@ def serve_main(kind: str, workers: int, threads: int) -> None:
     from bot.config import Environment
 
     _setup_logging()  # the logging ``alignbot web`` sets up: one INFO line per request
+    _exit_with_parent()
     env = Environment.from_environ()
     if kind == "bare":
         # Same gunicorn and the same options (serve() builds them); only the WSGI app differs.
-        bot.server.build_wsgi = build_bare_wsgi  # type: ignore[assignment]
+        bot.server.build_wsgi = build_bare_wsgi
     bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}")
+
+
+def _exit_with_parent() -> None:
+    """Stop this gunicorn (gracefully, by SIGTERM to itself) if the benchmark dies without stopping it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # A thread of the arbiter only: the workers are forked from its main thread and don't inherit it.
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @dataclass
@@ -385,10 +399,12 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"{len(post_keys) - len(set(post_keys))} VOC posts were sent twice")
         if not set(post_keys) <= known_keys:
             problems.append("the fake received posts for items nobody captured")
-        log_errors = []
+        log_errors: list[str] = []
+        log_warnings: list[str] = []
         for server in servers.values():
-            text = server.log_path.read_text(errors="replace")
-            log_errors += [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
+            lines = server.log_path.read_text(errors="replace").splitlines()
+            log_errors += [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
+            log_warnings += [line for line in lines if " WARNING " in line]
         if log_errors:
             problems.append(f"{len(log_errors)} error line(s) in the server logs, first: {log_errors[0]}")
 
@@ -417,9 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"correctness: {alignbot_ok}/{alignbot_sent} confirmations, {rows} feedback rows, {outbox_rows} outbox rows; "
-        f"VOC posts delivered during the run: {len(posts)} ({delivered_rows} marked delivered), "
-        f"429s from the fake: {fake.rate_limited}"
+        f"VOC posts delivered during the run: {len(posts)} ({delivered_rows} marked delivered, "
+        f"{outbox_rows - delivered_rows} still queued), 429s from the fake: {fake.rate_limited}; "
+        f"{len(log_warnings)} warning line(s) in the server logs"
     )
+    if log_warnings:
+        print(f"first warning: {log_warnings[0]}")
     verdict = "met" if throughput_ratio >= 0.7 and p99_ratio < 1.5 else "NOT met"
     print(f"goal (>= 0.70x throughput, p99 < 1.5x): {verdict}; {elapsed:.0f}s in all")
     for problem in problems:

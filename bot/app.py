@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,13 @@ class Dependencies:
     alignment: Alignment
     database: Database
     clock: Callable[[], dt.datetime] = utcnow
+
+
+class _ClientTokenNotice(logging.Filter):
+    """Drops Bolt's notice that ``SLACK_BOT_TOKEN`` is unused when a client is given: that is by design here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "token` will be unused" not in record.getMessage()
 
 
 def web_client(env: Environment, token: str | None = None, *, timeout: int = 10) -> WebClient:
@@ -47,7 +55,11 @@ def create_app(
         env.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     else:
         env.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    bolt_log = logging.getLogger("alignbot.bolt")
+    if not any(isinstance(f, _ClientTokenNotice) for f in bolt_log.filters):
+        bolt_log.addFilter(_ClientTokenNotice())
     app = App(
+        logger=bolt_log,
         # Bolt reads SLACK_SIGNING_SECRET from the environment when given None; config.py owns that.
         signing_secret=env.slack_signing_secret or "",
         client=client or web_client(env),  # Bolt takes the bot token from the client

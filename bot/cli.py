@@ -21,7 +21,7 @@ def _setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    for noisy in ("apscheduler", "slack_bolt", "slack_sdk", "urllib3"):
+    for noisy in ("apscheduler", "slack_bolt", "slack_sdk", "urllib3", "alignbot.bolt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -44,7 +44,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # so two writers queue on the busy timeout rather than failing on lock upgrade.
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Read-only sessions (see Database.read_session) begin deferred: in WAL mode they
+            # then never wait for, nor hold up, a writer.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("alignbot_read") else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
@@ -59,6 +61,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessionmaker = sessionmaker(engine.execution_options(alignbot_read=True), expire_on_commit=False)
         self._on_outbox_commit: list[Callable[[], None]] = []
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
@@ -93,6 +96,16 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: on SQLite it takes no write lock (writes in it would fail)."""
+        session = self._read_sessionmaker()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def upgrade(self) -> None:

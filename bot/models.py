@@ -78,6 +78,15 @@ class OutboxMessage(Base):
     )
 
 
+class ChannelPace(Base):
+    """The next moment any relay may post to a channel: Slack takes about one message a second each."""
+
+    __tablename__ = "channel_pace"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_slot: Mapped[dt.datetime]
+
+
 class FeedbackItem(Base):
     """Something a customer said, captured by a rep for marketing."""
 

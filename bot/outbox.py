@@ -19,6 +19,7 @@ of the same key is a no-op. ``OutboxRelay`` delivers what is due:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import secrets
@@ -41,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db import Database, utcnow
-from bot.models import OutboxMessage
+from bot.models import ChannelPace, OutboxMessage
 
 log = logging.getLogger("alignbot.outbox")
 
@@ -124,20 +125,23 @@ def enqueue(
         "attempts": 0,
         "in_flight": False,
     }
-    dialect = session.get_bind().dialect.name
-    table = OutboxMessage.__table__
-    assert isinstance(table, Table)
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    else:  # pragma: no cover - the two supported backends are above
-        raise RuntimeError(f"unsupported database {dialect}")
     # RETURNING says whether a row was written; rowcount is unreliable for ON CONFLICT across drivers.
-    created = session.execute(stmt.returning(table.c.id)).first() is not None
+    created = session.execute(_insert_once(session.get_bind().dialect.name), values).first() is not None
     if created:
         session.info["outbox_dirty"] = True
     return created
+
+
+@functools.cache
+def _insert_once(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING RETURNING id, built once per backend (it is on the request path)."""
+    table = OutboxMessage.__table__
+    assert isinstance(table, Table)
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover - the two supported backends
 
 
 def delivered(session: Session, key: str) -> OutboxMessage | None:
@@ -201,6 +205,20 @@ class _Outcome:
     FAILED = "failed"  # will never succeed
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A message this relay may send now: what to send, and whether an earlier send may have landed."""
+
+    id: int
+    token: str
+    method: str
+    channel: str
+    key: str
+    args: dict[str, Any]
+    uncertain: bool
+    first_attempt_at: dt.datetime
+
+
 @dataclass
 class _Result:
     outcome: str
@@ -224,6 +242,7 @@ class OutboxRelay:
         poll_interval: float = 5.0,
         batch: int = 200,
         on_delivered: Callable[[OutboxMessage], None] | None = None,
+        min_pass_interval: float = 0.02,
     ) -> None:
         self.database = database
         self.client = client
@@ -240,6 +259,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._pass_lock = threading.Lock()
         self._dm_conversations: dict[str, str] = {}
+        self._next_due: dt.datetime | None = None
+        self.min_pass_interval = min_pass_interval
 
     # --- thread control ---
 
@@ -264,7 +285,13 @@ class OutboxRelay:
             self._thread = None
 
     def _run(self) -> None:
+        last_pass = 0.0
         while not self._stop.is_set():
+            # Commits wake the relay; under a burst of requests one pass serves many of them.
+            pause = self.min_pass_interval - (time.monotonic() - last_pass)
+            if pause > 0:
+                self._stop.wait(pause)
+            last_pass = time.monotonic()
             try:
                 self.deliver_due()
             except Exception:
@@ -274,19 +301,13 @@ class OutboxRelay:
             self._wake.clear()
 
     def _seconds_to_next_work(self) -> float:
+        """Until the earliest moment a known message falls due or a paced channel opens."""
         now = self.clock()
-        slots = [*self._next_slot.values(), *self._paused_until.values()]
-        waits = [(slot - now).total_seconds() for slot in slots if slot > now]
-        nearest = min(waits, default=self.poll_interval)
-        with self.database.session() as session:
-            due = session.scalar(
-                select(func.min(OutboxMessage.next_attempt_at)).where(
-                    OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
-                )
-            )
-        if due is not None:
-            nearest = min(nearest, max((due - now).total_seconds(), 0.0))
-        return min(max(nearest, 0.01), self.poll_interval)
+        moments = [*self._next_slot.values(), *self._paused_until.values()]
+        if self._next_due is not None:
+            moments.append(self._next_due)
+        waits = [(moment - now).total_seconds() for moment in moments if moment > now]
+        return min(max(min(waits, default=self.poll_interval), 0.01), self.poll_interval)
 
     def drain(self, timeout: float = 30.0) -> int:
         """Deliver until nothing is due now (or ``timeout`` passes); returns how many were sent.
@@ -313,23 +334,28 @@ class OutboxRelay:
         return self._pass()[0]
 
     def _pass(self) -> tuple[int, bool]:
+        """Returns (sent, whether more is due within a pacing interval)."""
         with self._pass_lock:
-            now = self.clock()
-            heads = self._channel_heads(now)
+            heads = self._channel_heads(self.clock())
             sent = 0
             waiting = False
+            next_due: dt.datetime | None = None
             for message_id, channel, due in heads:
+                now = self.clock()
                 if due > now or self._paused_until.get(channel, now) > now:
+                    next_due = due if next_due is None else min(next_due, due)
                     continue
                 if self._next_slot.get(channel, now) > now:
                     waiting = True  # paced: due within a second
                     continue
-                token = self._claim(message_id, now)
-                if token is None:
+                claim = self._claim(message_id, channel, now)
+                if claim is None:
+                    waiting = waiting or self._next_slot.get(channel, now) > now
                     continue
-                if self._deliver(message_id, token):
+                if self._deliver(claim):
                     sent += 1
                 waiting = True
+            self._next_due = next_due
             return sent, waiting or sent > 0
 
     def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, dt.datetime]]:
@@ -343,64 +369,104 @@ class OutboxRelay:
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(self.batch)
         )
-        with self.database.session() as session:
+        with self.database.read_session() as session:
             return [(row.id, row.channel, row.next_attempt_at) for row in session.execute(stmt)]
 
-    def _claim(self, message_id: int, now: dt.datetime) -> str | None:
-        token = secrets.token_hex(8)
-        with self.database.session() as session:
-            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == message_id,
-                    OutboxMessage.delivered_at.is_(None),
-                    OutboxMessage.failed_at.is_(None),
-                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-                )
-                .values(claim_token=token, claimed_until=now + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-            return token if result.rowcount == 1 else None
+    def _claim(self, message_id: int, channel: str, now: dt.datetime) -> _Claim | None:
+        """Claim a message and its channel's next slot, in one transaction; None if either is taken.
 
-    def _deliver(self, message_id: int, token: str) -> bool:
+        The claim marks the send as started (``in_flight``) before it starts: a crash from
+        here on leaves the message in flight, and the next relay asks Slack before resending.
+        """
         with self.database.session() as session:
-            msg = session.get(OutboxMessage, message_id)
-            if msg is None or msg.claim_token != token:
-                return False
+            query = select(OutboxMessage).where(
+                OutboxMessage.id == message_id,
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            if not self.database.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+                query = query.with_for_update(skip_locked=True)
+            msg = session.scalars(query).first()
+            if msg is None:
+                return None
             args = dict(msg.payload)
-            ready = self._resolve_references(session, msg, args)
-            if not ready:
-                msg.claim_token = None
-                msg.claimed_until = None
-                msg.next_attempt_at = self.clock() + dt.timedelta(seconds=1)
-                return False
-            uncertain = msg.in_flight
-            attempt_started = msg.first_attempt_at
-            method, channel, key = msg.method, msg.channel, msg.key
-            if not uncertain:
-                # Record that a send is starting before it starts: a crash from here on leaves
-                # the message in flight, and the next relay checks Slack before resending.
+            if not self._resolve_references(session, msg, args):
+                if msg.failed_at is None:
+                    msg.next_attempt_at = now + dt.timedelta(seconds=1)
+                return None
+            if not self._take_slot(session, channel, now):
+                session.rollback()
+                return None
+            token = secrets.token_hex(8)
+            claim = _Claim(
+                id=msg.id,
+                token=token,
+                method=msg.method,
+                channel=channel,
+                key=msg.key,
+                args=args,
+                uncertain=msg.in_flight,
+                first_attempt_at=msg.first_attempt_at or now,
+            )
+            msg.claim_token = token
+            msg.claimed_until = now + self.lease
+            msg.first_attempt_at = claim.first_attempt_at
+            if not msg.in_flight:
                 msg.in_flight = True
                 msg.attempts += 1
-                msg.first_attempt_at = msg.first_attempt_at or self.clock()
-                attempt_started = msg.first_attempt_at
+            return claim
 
+    def _take_slot(self, session: Session, channel: str, now: dt.datetime) -> bool:
+        """Take the channel's next send slot, shared by every relay of every process."""
+        if not self.pace:
+            return True
+        dialect = session.get_bind().dialect.name
+        insert_stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ChannelPace)
+        session.execute(
+            insert_stmt.values(channel=channel, next_slot=now - self.pace).on_conflict_do_nothing(
+                index_elements=["channel"]
+            )
+        )
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(ChannelPace)
+            .where(ChannelPace.channel == channel, ChannelPace.next_slot <= now)
+            .values(next_slot=now + self.pace)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            self._next_slot[channel] = now + self.pace
+            return True
+        taken = session.scalar(select(ChannelPace.next_slot).where(ChannelPace.channel == channel))
+        self._next_slot[channel] = taken or now + self.pace
+        return False
+
+    def _pause_channel(self, channel: str, until: dt.datetime) -> None:
+        """Slack asked us to leave the channel alone until ``until``: tell every relay."""
+        self._paused_until[channel] = until
+        if not self.pace:
+            return
+        with self.database.session() as session:
+            session.execute(
+                update(ChannelPace)
+                .where(ChannelPace.channel == channel, ChannelPace.next_slot < until)
+                .values(next_slot=until)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _deliver(self, claim: _Claim) -> bool:
         result: _Result | None = None
-        if uncertain and method == "chat.postMessage":
-            result = self._find_posted(args.get("channel", channel), key, attempt_started, args.get("thread_ts"))
-            if result is None:
-                with self.database.session() as session:
-                    msg = session.get(OutboxMessage, message_id)
-                    if msg is not None:
-                        msg.attempts += 1
+        if claim.uncertain and claim.method == "chat.postMessage":
+            result = self._find_posted(
+                claim.args.get("channel", claim.channel), claim.key, claim.first_attempt_at, claim.args.get("thread_ts")
+            )
         if result is None:
-            result = self._send(method, channel, key, args)
+            result = self._send(claim.method, claim.channel, claim.key, claim.args)
 
         now = self.clock()
-        self._next_slot[channel] = now + self.pace
         with self.database.session() as session:
-            msg = session.get(OutboxMessage, message_id)
-            if msg is None or msg.claim_token != token:
+            msg = session.get(OutboxMessage, claim.id)
+            if msg is None or msg.claim_token != claim.token:
                 return False
             msg.claim_token = None
             msg.claimed_until = None
@@ -417,12 +483,12 @@ class OutboxRelay:
                 msg.last_error = result.error
                 log.error("gave up on %s to %s: %s", msg.key, msg.channel, result.error)
             else:
+                if claim.uncertain and result.outcome == _Outcome.UNKNOWN:
+                    msg.attempts += 1  # a resend after a look-up that found nothing
                 msg.in_flight = result.outcome == _Outcome.UNKNOWN
                 msg.last_error = result.error
                 delay = self._backoff(msg.attempts, result.retry_after)
                 msg.next_attempt_at = now + delay
-                if result.retry_after is not None:
-                    self._paused_until[channel] = now + delay
                 log.warning(
                     "could not deliver %s to %s (attempt %d: %s); retrying in %.0fs",
                     msg.key,
@@ -432,6 +498,8 @@ class OutboxRelay:
                     delay.total_seconds(),
                 )
             delivered_row = msg if result.outcome == _Outcome.DELIVERED else None
+        if result.retry_after is not None:
+            self._pause_channel(claim.channel, now + self._backoff(0, result.retry_after))
         if delivered_row is not None and self.on_delivered is not None:
             self.on_delivered(delivered_row)
         return delivered_row is not None

@@ -118,13 +118,28 @@ class SlackDriver:
         )
 
     def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str) -> BoltResponse:
-        """Submit a modal that Slack opened, with ``values`` by block id: a str, or ("option", value)."""
+        """Submit a modal that Slack opened, with ``values`` by block id: text, or ("option", value).
+
+        The state has the shape Slack sends for each input's element type (text input,
+        select, radio buttons), under the element's own action_id.
+        """
+        elements = {
+            block.get("block_id"): block.get("element", {})
+            for block in view.get("blocks", [])
+            if block.get("type") == "input"
+        }
         state: dict[str, Any] = {}
         for block_id, value in values.items():
+            element = elements.get(str(block_id), {})
+            kind = element.get("type", "plain_text_input")
             if isinstance(value, tuple):
-                element = {"type": "static_select", "selected_option": {"value": value[1]}}
+                option = next((o for o in element.get("options", []) if o.get("value") == value[1]), None)
+                entry: dict[str, Any] = {
+                    "type": kind,
+                    "selected_option": option or {"text": {"type": "plain_text", "text": value[1]}, "value": value[1]},
+                }
             else:
-                element = {"type": "plain_text_input", "value": value}
-            state[block_id] = {"value": element}
+                entry = {"type": kind, "value": value}
+            state[str(block_id)] = {element.get("action_id", "value"): entry}
         submitted = {**view, "id": "V0TEST", "state": {"values": state}}
         return self.interact({"type": "view_submission", "user": {"id": user, "team_id": "T0ALIGN"}, "view": submitted})

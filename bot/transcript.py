@@ -16,6 +16,7 @@ import datetime as dt
 import html
 import re
 import statistics
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,12 +326,16 @@ def blocks_to_text(blocks: Iterable[Mapping[str, Any]], directory: Directory) ->
         elif kind == "input":
             label = " ".join(_text_of(block.get("label"), directory))
             optional = " (optional)" if block.get("optional") else ""
-            element = block.get("element") if isinstance(block.get("element"), Mapping) else {}
+            element = _mapping(block.get("element"))
             shown = _element_text(element, directory) if element.get("type") != "plain_text_input" else "[ … ]"
             lines.append(f"{label}{optional}: {shown}")
         elif kind == "rich_text":
             lines += _rich_text(block).split("\n")
     return lines
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _rich_text(block: Mapping[str, Any]) -> str:
@@ -446,7 +451,7 @@ def blocks_to_html(blocks: Iterable[Mapping[str, Any]], directory: Directory) ->
             out.append(f'<div class="bk-image">[{html.escape(str(block.get("alt_text", "image")))}]</div>')
         elif kind == "input":
             optional = ' <span class="bk-optional">(optional)</span>' if block.get("optional") else ""
-            element = block.get("element") if isinstance(block.get("element"), Mapping) else {}
+            element = _mapping(block.get("element"))
             out.append(
                 f'<div class="bk-input"><div class="bk-label">{_plain_html(block.get("label"))}{optional}</div>'
                 f"{_element_html(element, directory)}</div>"
@@ -461,7 +466,7 @@ def message_to_html(message: Mapping[str, Any], directory: Directory) -> Markup:
     blocks = message.get("blocks")
     if isinstance(blocks, list) and blocks:
         return blocks_to_html(blocks, directory)
-    return Markup(f'<div class="bk-text">{mrkdwn_to_html(str(message.get("text") or ""), directory)}</div>')
+    return Markup('<div class="bk-text">{}</div>').format(mrkdwn_to_html(str(message.get("text") or ""), directory))
 
 
 # --- the transcript ---------------------------------------------------------------------------
@@ -553,7 +558,7 @@ class Transcript:
         where = self.directory.where(entry.conversation)
         body: list[str] = []
         if entry.kind == "typed":
-            return [f"{when} · {where} · {entry.author} typed: {entry.text}"]
+            return _hanging(f"{when} · {where} · {entry.author} typed: {entry.text}", width)
         if entry.kind == "action":
             heading = f"{when} · {where} · {entry.author} {entry.text}"
             body = list(entry.details)
@@ -592,9 +597,10 @@ class Transcript:
     # --- HTML ---
 
     def conversations(self) -> list[str]:
-        """The conversations with entries: channels first (directory order), then DMs by name."""
+        """Every channel of the directory (in its order) and any other with entries, then the DMs
+        with entries, by name."""
         places = {self._place(e.conversation) for e in self.entries}
-        channels = [c for c in self.directory.channels if c in places]
+        channels = list(self.directory.channels)  # every known channel, even a quiet one
         channels += sorted(p for p in places if p not in channels and self.directory.dm_user(p) is None)
         dms = sorted((p for p in places if self.directory.dm_user(p) is not None), key=self.directory.where)
         return channels + dms
@@ -624,15 +630,15 @@ class Transcript:
                 local = entry.at.astimezone(self.tz)
                 label = _day_title(local)
                 if not days or days[-1]["label"] != label:
-                    days.append({"label": label, "items": []})
-                days[-1]["items"].append(self._html_item(entry, edited.get(id(entry))))
+                    days.append({"label": label, "messages": []})
+                days[-1]["messages"].append(self._html_item(entry, edited.get(id(entry))))
             dm = self.directory.dm_user(place)
             conversations.append(
                 {
                     "anchor": f"c{index}",
                     "name": self.directory.user(dm) if dm else self.directory.channel(place),
                     "is_dm": dm is not None,
-                    "count": sum(len(d["items"]) for d in days),
+                    "count": sum(len(d["messages"]) for d in days),
                     "days": days,
                 }
             )
@@ -695,10 +701,13 @@ def _page_environment() -> Environment:
     )
 
 
+def _hanging(line: str, width: int) -> list[str]:
+    """A long heading line wrapped, its continuation lines indented by four spaces."""
+    return textwrap.wrap(line, width=width, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+
+
 def _wrap(line: str, width: int) -> str:
     """Indent a body line by four spaces, wrapping long ones under their own prefix (quote bar)."""
-    import textwrap
-
     prefix = "    "
     match = re.match(r"^(│ |\s+)", line)
     hang = prefix + (match.group(1) if match else "")

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+from freezegun import freeze_time
+
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
 from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text
+
+
+@pytest.fixture(autouse=True)
+def office_hours(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tuesday 17:00 UTC: working hours for everyone, from Los Angeles to Berlin."""
+    if "quiet_hours" in request.node.name:
+        yield
+        return
+    with freeze_time("2026-11-17 17:00:00+00:00", tick=True):
+        yield
 
 
 def post_feedback(slack: SlackDriver, fake: FakeSlack, relay: OutboxRelay) -> dict:
@@ -81,3 +96,24 @@ def test_an_empty_note_is_refused_in_the_form(slack: SlackDriver, fake_slack: Fa
         "errors": {"note": "Add a short note on what marketing did with it."},
     }
     assert fake_slack.posts("U0AVA") == []
+
+
+def test_the_reps_dm_waits_for_the_end_of_their_quiet_hours(
+    slack: SlackDriver, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    # Lena acts from Berlin at 06:00 her time: 21:00 the evening before for Ava in Los Angeles.
+    with freeze_time("2026-11-17 05:00:00+00:00"):
+        post = post_feedback(slack, fake_slack, relay)
+        slack.click(post, Action.FEEDBACK_ACTED_ON, user="U0LENA", channel="C0VOC")
+        modal = fake_slack.calls_to("views.open")[0].body["view"]
+        slack.submit(modal, {Block.NOTE: "Shared with the pricing council"}, user="U0LENA")
+        relay.drain()
+    assert fake_slack.posts("U0AVA") == []
+    assert len(fake_slack.calls_to("chat.update")) == 1  # the channel post is updated at once
+
+    with freeze_time("2026-11-17 15:59:00+00:00"):  # 07:59 in Los Angeles
+        relay.drain()
+    assert fake_slack.posts("U0AVA") == []
+    with freeze_time("2026-11-17 16:00:00+00:00"):  # 08:00: morning
+        relay.drain()
+    assert len(fake_slack.posts("U0AVA")) == 1

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
@@ -28,6 +28,7 @@ from bot.errors import UserFacingError
 from bot.models import FeedbackItem
 from bot.outbox import Message, enqueue
 from bot.render import render
+from bot.services import noise
 
 MAX_TEXT = 2000
 MAX_ACCOUNT = 200
@@ -135,6 +136,9 @@ def validate_modal(
     return Draft(chosen, body, acct, level, find_competitors(body, alignment)), {}
 
 
+_INSERT_ITEM = insert(FeedbackItem).returning(FeedbackItem.id)
+
+
 def post_key(item_id: int) -> str:
     return f"feedback:{item_id}"
 
@@ -151,20 +155,22 @@ def capture(
     now: dt.datetime,
 ) -> FeedbackItem:
     """Store the feedback and queue its post to ``channels.voice_of_customer``, in one transaction."""
-    item = FeedbackItem(
-        category=draft.category,
-        text=draft.text,
-        account=draft.account,
-        competitors=list(draft.competitors),
-        strength=draft.strength,
-        rep_slack_id=rep,
-        team_id=team_id,
-        channel_id=channel,
-        source=source,
-        created_at=now,
-    )
-    session.add(item)
-    session.flush()
+    values: dict[str, Any] = {
+        "category": draft.category,
+        "text": draft.text,
+        "account": draft.account,
+        "competitors": list(draft.competitors),
+        "strength": draft.strength,
+        "rep_slack_id": rep,
+        "team_id": team_id,
+        "channel_id": channel,
+        "source": source,
+        "created_at": now,
+    }
+    # A Core INSERT … RETURNING: this is the request path of every /feedback, and the ORM's
+    # unit of work costs more than the insert itself.
+    item_id = session.execute(_INSERT_ITEM, values).scalar_one()
+    item = FeedbackItem(id=item_id, **values)
     enqueue(
         session,
         key=post_key(item.id),
@@ -188,6 +194,8 @@ def mark_acted_on(
     session: Session, alignment: Alignment, item_id: int, *, by: str, note: str, now: dt.datetime
 ) -> ActedOn:
     """Close the loop once: record who acted and how, DM the rep, and update the post.
+
+    The DM waits for the end of the rep's quiet hours, if it is night where they are.
 
     A second click (or a concurrent one) changes nothing and sends nothing.
     """
@@ -215,6 +223,7 @@ def mark_acted_on(
         channel=item.rep_slack_id,
         message=_as_message(render("feedback_acted_dm", item=view)),
         now=now,
+        not_before=noise.dm_not_before(alignment, item.rep_slack_id, now),
     )
     enqueue(
         session,

@@ -1,4 +1,4 @@
-"""The outbox and feedback items.
+"""The outbox, the channels' pacing, and feedback items.
 
 Revision ID: 0001
 Revises:
@@ -49,6 +49,11 @@ def upgrade() -> None:
         sqlite_where=sa.text("delivered_at IS NULL AND failed_at IS NULL"),
     )
     op.create_table(
+        "channel_pace",
+        sa.Column("channel", sa.String(32), primary_key=True),
+        sa.Column("next_slot", UtcDateTime(), nullable=False),
+    )
+    op.create_table(
         "feedback",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("category", sa.String(30), nullable=False),
@@ -70,5 +75,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("feedback")
+    op.drop_table("channel_pace")
     op.drop_index("ix_outbox_pending", table_name="outbox")
     op.drop_table("outbox")

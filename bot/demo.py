@@ -1,0 +1,920 @@
+"""``alignbot demo``: the whole product on this machine, with no Slack workspace and no server.
+
+A temporary SQLite database, the example alignment, the real Bolt app driven by signed
+requests, an in-process fake Slack, and a generated week replayed on a simulated clock:
+
+- reps capture customer feedback during their working hours (quick capture and the form;
+  one mistypes a category, one tries to ping ``<!channel>``);
+- marketers close the loop a few working hours later with "Acted on" and a note (once, a
+  second marketer clicks an item that was just closed);
+- every scheduled job of :func:`schedules.jobs.build_jobs` runs at its simulated time;
+- the outbox relay delivers after every step, unpaced, so nothing waits real time.
+
+The same seed gives the same transcript. Nothing here decides a business rule: the demo
+only types, clicks and waits, and reports what Slack received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import logging
+import random
+import secrets
+import sys
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from bot.app import Dependencies, create_app
+from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environment, Person, load_alignment
+from bot.db import Database
+from bot.fakeslack import FakeSlack, SlackCall
+from bot.ids import Action, Block
+from bot.models import OutboxMessage
+from bot.outbox import OutboxRelay, relay_client
+from bot.slack_signing import SlackDriver
+from bot.transcript import Directory, Entry, EntryKind, Transcript, median_and_max
+from schedules.jobs import ScheduledJob, build_jobs
+
+BOT_TOKEN = "xoxb-alignbot-demo"  # noqa: S105 - the fake Slack only checks the "xoxb-" prefix
+BOT_NAME = "alignbot"
+QUIET_LOGGERS = ("alignbot", "alembic", "slack_bolt", "slack_sdk", "urllib3", "apscheduler", "sqlalchemy")
+
+# --- what the simulated people say ------------------------------------------------------------
+
+#: Fictional customers and prospects. "&" on purpose: it must survive Slack's escaping.
+ACCOUNTS = (
+    "Brightline Health",
+    "Cobalt Freight",
+    "Harbor & Finch",
+    "Meridian Credit Union",
+    "Northstar Retail",
+    "Pinecrest Schools",
+    "Quarry Labs",
+    "Redwood Logistics",
+    "Summit Dental Group",
+    "Tidewater Energy",
+    "Vantage Insurance",
+    "Willow Park Hotels",
+)
+
+#: What reps hear, by category. ``{competitor}`` becomes one of the configured competitors.
+FEEDBACK: dict[str, tuple[str, ...]] = {
+    "objection": (
+        "CFO won't sign anything over 12 months until they see Q1 numbers. Asked if we can do a "
+        "6-month pilot with an opt-out.",
+        "Security review is the blocker: they need SOC 2 Type II plus a pen test summary before legal "
+        "will even open the MSA.",
+        "IT lead is worried about another tool to maintain. Their last BI rollout took 9 months and nobody uses it.",
+        "They think we're built for enterprise and too heavy for a 60-person team. Our website pushed them that way.",
+        "Procurement wants us on their vendor portal with net-90 terms. Champion says that's standard "
+        "for them, not a negotiating tactic.",
+        "Data team doesn't want to move off their dbt metrics; they think we'd make them redefine "
+        "everything from scratch.",
+        "Head of ops asked for 3 customer references in logistics before the next call. I only have one I can share.",
+    ),
+    "competitor": (
+        "Also evaluating {competitor}. Their AE offered 3 months free and a dedicated CSM.",
+        "{competitor} demoed a Snowflake-native connector last week and their data lead loved it. We "
+        "need a better answer than 'it's on the roadmap'.",
+        "They renew {competitor} in March and we're the challenger. Main complaint about {competitor} "
+        "is slow dashboards over 10M rows.",
+        "{competitor} is telling prospects our price doubles at renewal. Got asked about it point "
+        "blank on today's call.",
+        "Lost the technical eval to {competitor} on SSO/SCIM. Champion still likes us and may come back next year.",
+        "Champion forwarded a {competitor} comparison sheet that says we have no row-level security. "
+        "It's two releases out of date.",
+        "Running a {competitor} trial in parallel, decision by end of month. They want a side-by-side on alerting.",
+    ),
+    "pricing": (
+        "Says we're 20% over {competitor} for the same seats. Would switch if we matched on year one.",
+        "Per-seat pricing kills it: 40 viewers who open a dashboard once a week. Asked whether we have a viewer tier.",
+        "Budget for this fiscal year is fixed at $18k. Our quote came in at $26k with the onboarding package.",
+        "Finance asked why the annual price is 8% higher than the quote from September. We need a "
+        "clear story on the new packaging.",
+        "They'd sign today on monthly billing. Annual prepay is a non-starter until their new budget in April.",
+        "The onboarding fee is the sticking point, not the licence. Everyone else they talked to includes setup.",
+        "Asked for nonprofit pricing; they're a foundation-funded school network. Do we have anything official?",
+    ),
+    "messaging": (
+        "Nobody on the call knew what 'revenue intelligence' means. They called us 'dashboards for "
+        "sales ops', and that's how they'll pitch us internally.",
+        "The ROI calculator on the site says 10x and their CFO laughed at it. Something conservative "
+        "with their own inputs would land better.",
+        "Prospect found our case study, but it's from 2023 and the screenshots show the old UI.",
+        "They came from the webinar thinking we do forecasting. We don't (yet), so the first 10 "
+        "minutes went to resetting expectations.",
+        "VP Sales loved the 'one number both teams trust' line from the LinkedIn ad. It opened the "
+        "whole conversation; let's use it more.",
+        "Our comparison page reads as defensive. The champion said it made her trust us less, not more.",
+    ),
+    "product_gap": (
+        "Need HubSpot custom objects in the sync; their whole partner program runs on them. "
+        "Deal-breaker for a Q1 start.",
+        "No Salesforce sandbox support, so their admin can't test before production. Came up on both calls this week.",
+        "Want scheduled PDF exports by email for the board pack. Their execs won't log in to another tool.",
+        "Asked for EU data residency; their DPO won't approve data hosted in the US.",
+        "Dashboards are too cramped on phones for their field reps. They want an app or at least a responsive view.",
+        "Their security team requires audit log export to the SIEM. We only show the log in the UI.",
+        "They need multi-currency rollups: EUR and GBP subsidiaries reporting in USD.",
+    ),
+    "praise": (
+        "Champion said the lead-scoring walkthrough was the clearest demo she's seen this year. Asked "
+        "for the recording to show her boss.",
+        "They set up the Salesforce sync in 20 minutes during the trial without calling us. The "
+        "onboarding docs are working.",
+        "CFO loved the attribution view: first time marketing and sales agreed on where pipeline comes from.",
+        "Existing customer is expanding to 3 more teams purely on word of mouth from their RevOps lead.",
+        "Support answered in under 10 minutes during the trial; they said that's why they trust us "
+        "over the bigger vendors.",
+        "They said our SLA dashboard replaced a weekly spreadsheet fight between their SDRs and marketing.",
+    ),
+}
+
+#: What marketing did about it, by category; ``{competitor}`` only for items that name one.
+NOTES: dict[str, tuple[str, ...]] = {
+    "objection": (
+        "Added a 6-month pilot option to the proposal template and walked the team through it in #sales",
+        "Put the SOC 2 Type II report and the pen test summary in the trust center; the link is in the security FAQ",
+        "Published a 'live in 30 days' onboarding plan one-pager for IT leads",
+        "Asked two logistics customers to act as references; both said yes",
+    ),
+    "competitor": (
+        "Updated the {competitor} battlecard with a rebuttal and two customer proof points",
+        "Built a side-by-side on alerting vs {competitor} for the deal team",
+        "Added renewal price protection to the pricing FAQ to answer the {competitor} claim",
+    ),
+    "pricing": (
+        "Added a TCO one-pager to the pricing page",
+        "Took a viewer-tier proposal to the pricing committee; decision next Thursday",
+        "Published a packaging explainer so the 'why 8% more' question has a clear answer",
+    ),
+    "messaging": (
+        "Rewrote the homepage hero around 'one number both teams trust'",
+        "Replaced the ROI calculator's 10x claim with a conservative model that uses the prospect's inputs",
+        "Refreshed the 2023 case study with new screenshots and this year's numbers",
+        "The webinar landing page now says what we do and don't do (no forecasting yet)",
+    ),
+    "product_gap": (
+        "Logged it with product with the deal value attached; it's on the list for next quarter's review",
+        "Added it to the public roadmap page as planned, with the quarter",
+        "Wrote a workaround guide and shared it with the deal team",
+    ),
+    "praise": (
+        "Turned it into a customer quote for next month's newsletter, with their OK",
+        "Shared it at the all-hands and asked the champion for a case study",
+        "Added the 20-minute setup story to the trial nurture emails",
+    ),
+}
+GENERIC_NOTES = (
+    "Shared it with the product marketing team and added it to this month's messaging review",
+    "Added it to the sales enablement FAQ",
+)
+BROADCAST_TEXT = (
+    "<!channel> heads up: {competitor} is telling prospects we're sunsetting the on-prem connector "
+    "next year. Need a rebuttal before Thursday's call."
+)
+
+
+# --- the simulated clock ----------------------------------------------------------------------
+
+
+class SimulatedClock:
+    """The time of the simulation: given to the app, the relay and the jobs instead of the wall clock.
+
+    It only moves forward; :meth:`set` to an earlier moment is ignored.
+    """
+
+    def __init__(self, start: dt.datetime) -> None:
+        self._now = start.astimezone(dt.UTC)
+
+    def now(self) -> dt.datetime:
+        """The simulated time, aware, in UTC."""
+        return self._now
+
+    def set(self, moment: dt.datetime) -> None:
+        """Move the clock to ``moment`` (no-op if it is in the simulated past)."""
+        self._now = max(self._now, moment.astimezone(dt.UTC))
+
+
+# --- the plan of the week ---------------------------------------------------------------------
+
+
+@dataclass
+class FeedbackPlan:
+    """One piece of feedback a rep will send; ``post`` is filled in once it reached the channel."""
+
+    at: dt.datetime
+    rep: Person
+    category: str
+    text: str
+    account: str | None
+    mode: str  # "quick", "form", "mistype" (a wrong category first, then retyped)
+    competitor: str | None = None  # the configured competitor the text names, if any
+    command: str = ""
+    strength: int | None = None
+    post: SlackCall | None = None
+
+
+@dataclass
+class ActPlan:
+    """A marketer closing the loop on a piece of feedback, or a second click on a closed item."""
+
+    at: dt.datetime
+    marketer: Person
+    feedback: FeedbackPlan
+    note: str = ""
+    late: bool = False  # a second marketer, after someone else already acted on it
+
+
+@dataclass(order=True)
+class _Step:
+    at: dt.datetime
+    seq: int
+    run: Callable[[], None] = field(compare=False)
+
+
+def name_of(person: Person) -> str:
+    """A person's display name: ``name``, else the local part of the email."""
+    return person.name or person.email.split("@", 1)[0]
+
+
+class WorkCalendar:
+    """Workdays and working hours of people, from the alignment (per-person overrides included)."""
+
+    def __init__(self, alignment: Alignment) -> None:
+        self.alignment = alignment
+        holidays = alignment.calendar.holidays
+        self._holiday_dates: set[dt.date] = set(holidays) if not isinstance(holidays, str) else set()
+        self._country = holidays if isinstance(holidays, str) and holidays else None
+        self._country_holidays: Any = None
+
+    def is_workday(self, day: dt.date, person: Person | None = None) -> bool:
+        """A configured workday of ``person`` (else of the company) that is not a holiday."""
+        workdays = (person.workdays if person else None) or self.alignment.calendar.workdays
+        if WEEKDAYS[day.weekday()] not in workdays:
+            return False
+        return not self._is_holiday(day)
+
+    def _is_holiday(self, day: dt.date) -> bool:
+        return self.holiday_name(day) is not None
+
+    def holiday_name(self, day: dt.date) -> str | None:
+        """The name of the holiday on ``day`` ("holiday" for a listed date), or None."""
+        if day in self._holiday_dates:
+            return "holiday"
+        if self._country is None:
+            return None
+        if self._country_holidays is None:
+            import holidays as holidays_lib
+
+            country, _, subdivision = self._country.partition("-")
+            self._country_holidays = holidays_lib.country_holidays(country.upper(), subdiv=subdivision or None)
+        name = self._country_holidays.get(day)
+        return str(name) if name else None
+
+    def hours(self, day: dt.date, person: Person) -> tuple[dt.datetime, dt.datetime]:
+        """The working hours of ``person`` on their local ``day``, as aware datetimes in their zone."""
+        span = person.working_hours or self.alignment.calendar.working_hours
+        tz = self.alignment.tz(person)
+        return dt.datetime.combine(day, span.start, tz), dt.datetime.combine(day, span.end, tz)
+
+    def add_working_time(self, start: dt.datetime, amount: dt.timedelta, person: Person) -> dt.datetime:
+        """``start`` plus ``amount`` of ``person``'s working time (nights, weekends and holidays skipped)."""
+        tz = self.alignment.tz(person)
+        cursor = start.astimezone(tz)
+        remaining = amount
+        day = cursor.date()
+        for _ in range(366):
+            if self.is_workday(day, person):
+                opens, closes = self.hours(day, person)
+                begin = max(cursor, opens)
+                if begin < closes:
+                    if remaining <= closes - begin:
+                        return (begin + remaining).astimezone(dt.UTC)
+                    remaining -= closes - begin
+            day += dt.timedelta(days=1)
+            cursor = dt.datetime.combine(day, dt.time(0), tz)
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def week_start(today: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """Tuesday 00:00, in ``tz``, of the week before the one of ``today``.
+
+    So a default 7-day run ends on the Monday of this week and holds the Monday-morning jobs.
+    """
+    monday = today - dt.timedelta(days=today.weekday())
+    return dt.datetime.combine(monday - dt.timedelta(days=6), dt.time(0), tz)
+
+
+def plan_week(
+    alignment: Alignment, rng: random.Random, start: dt.datetime, end: dt.datetime
+) -> tuple[list[FeedbackPlan], list[ActPlan]]:
+    """The feedback the reps send and the marketers' reactions, drawn from ``rng``.
+
+    2-5 pieces of feedback each workday across the sales team, at random times within the
+    sender's working hours in their own timezone, cycling through every category; about a
+    quarter through the form; one mistyped; one trying ``<!channel>``. About half are acted on
+    a few working hours later by a marketer; once, a second marketer clicks right after.
+    """
+    calendar = WorkCalendar(alignment)
+    tz = ZoneInfo(alignment.timezone)
+    reps = [p for p in alignment.people if p.team == "sales" and p.slack_id]
+    marketers = [p for p in alignment.people if p.team == "marketing" and p.slack_id]
+    if not reps:
+        return [], []
+    managers = {p.manager.lower() for p in alignment.people if p.manager}
+    # Managers sell less than their reps: they send feedback a third as often.
+    weights = [1 if p.email.lower() in managers else 3 for p in reps]
+    competitors = list(alignment.feedback.competitors) or ["Contoso"]
+    categories = list(alignment.feedback.categories)
+    category_deck: list[str] = []
+    text_decks: dict[str, list[str]] = {}
+
+    def next_category() -> str:
+        if not category_deck:
+            category_deck.extend(rng.sample(categories, len(categories)))
+        return category_deck.pop()
+
+    def next_text(category: str) -> tuple[str, str | None]:
+        deck = text_decks.setdefault(category, [])
+        if not deck:
+            pool = FEEDBACK.get(category) or tuple(t for texts in FEEDBACK.values() for t in texts)
+            deck.extend(rng.sample(pool, len(pool)))
+        text = deck.pop()
+        if "{competitor}" not in text:
+            return text, None
+        competitor = rng.choice(competitors)
+        return text.replace("{competitor}", competitor), competitor
+
+    items: list[FeedbackPlan] = []
+    day = start.astimezone(tz).date()
+    while dt.datetime.combine(day, dt.time(0), tz) < end:
+        if calendar.is_workday(day):
+            for _ in range(rng.randint(2, 5)):
+                rep = rng.choices(reps, weights)[0]
+                if not calendar.is_workday(day, rep):
+                    continue
+                opens, closes = calendar.hours(day, rep)
+                window = int((closes - opens).total_seconds()) - 40 * 60
+                at = (opens + dt.timedelta(seconds=10 * 60 + rng.randrange(max(window, 60)))).astimezone(dt.UTC)
+                if not start <= at < end:
+                    continue
+                category = next_category()
+                account = rng.choice(ACCOUNTS) if rng.random() < 0.8 else None
+                mode = "form" if rng.random() < 0.25 else "quick"
+                strength = rng.choice((1, 2, 2, 3)) if mode == "form" else None
+                text, competitor = next_text(category)
+                items.append(FeedbackPlan(at, rep, category, text, account, mode, competitor, strength=strength))
+        day += dt.timedelta(days=1)
+    items.sort(key=lambda i: i.at)
+    _special_items(items, rng, competitors)
+    for item in items:
+        item.command = quick_capture(item, rng)
+    return items, _plan_reactions(items, marketers, calendar, rng, end)
+
+
+def _special_items(items: list[FeedbackPlan], rng: random.Random, competitors: list[str]) -> None:
+    """One item tries to broadcast, one is mistyped first, and at least one goes through the form."""
+    quick = [i for i in items if i.mode == "quick"]
+    if quick:
+        attempt = rng.choice([i for i in quick if i.category == "competitor"] or quick)
+        attempt.competitor = rng.choice(competitors)
+        attempt.text = BROADCAST_TEXT.replace("{competitor}", attempt.competitor)
+        others = [i for i in quick if i is not attempt]
+        if others:
+            rng.choice(others[: max(len(others) // 2, 1)]).mode = "mistype"
+    if items and not any(i.mode == "form" for i in items):
+        candidates = [i for i in items if i.mode == "quick" and "<!" not in i.text] or items
+        chosen = rng.choice(candidates)
+        chosen.mode, chosen.strength = "form", 2
+
+
+def quick_capture(item: FeedbackPlan, rng: random.Random) -> str:
+    """The ``/feedback`` text a rep types for ``item``, in one of the quick-capture spellings."""
+    spelled = rng.choice([item.category, item.category.replace("_", " "), item.category.replace("_", " ").title()])
+    if item.account is None:
+        return f"{spelled}: {item.text}"
+    style = rng.randrange(3)
+    if style == 0:
+        return f"{spelled} [{item.account}]: {item.text}"
+    if style == 1:
+        return f"[{item.account}] {spelled} - {item.text}"
+    return f"{spelled}: {item.text} [{item.account}]"
+
+
+def typo(word: str, rng: random.Random) -> str:
+    """``word`` with one inner letter dropped, as fast typing does (``pricing`` -> ``pricng``)."""
+    spelled = word.replace("_", " ")
+    if len(spelled) < 4:
+        return spelled + spelled[-1]
+    cut = rng.randrange(1, len(spelled) - 1)
+    if spelled[cut] == " ":
+        cut += 1
+    return spelled[:cut] + spelled[cut + 1 :]
+
+
+def _plan_reactions(
+    items: list[FeedbackPlan], marketers: list[Person], calendar: WorkCalendar, rng: random.Random, end: dt.datetime
+) -> list[ActPlan]:
+    if not marketers:
+        return []
+    acts: list[ActPlan] = []
+    for item in items:
+        # Deal-breakers and pricing get attention first; praise often just gets read.
+        chance = {"pricing": 0.6, "competitor": 0.6, "praise": 0.3}.get(item.category, 0.5)
+        if item.strength == 3:
+            chance = 0.85
+        if rng.random() >= chance:
+            continue
+        marketer = rng.choice(marketers)
+        lag = dt.timedelta(minutes=rng.randrange(90, 6 * 60))
+        at = calendar.add_working_time(item.at, lag, marketer)
+        if at >= end:
+            continue
+        acts.append(ActPlan(at, marketer, item, _note(item, rng)))
+    acts.sort(key=lambda a: a.at)
+    for act in acts:
+        others = [m for m in marketers if m is not act.marketer]
+        # After the first marketer's note is in (they submit within 4 minutes of their click).
+        late = act.at + dt.timedelta(minutes=5, seconds=rng.randrange(0, 180))
+        if others and late < end:
+            acts.append(ActPlan(late, rng.choice(others), act.feedback, late=True))
+            break
+    return acts
+
+
+def _note(item: FeedbackPlan, rng: random.Random) -> str:
+    notes = [n for n in NOTES.get(item.category, GENERIC_NOTES) if item.competitor or "{competitor}" not in n]
+    return rng.choice(notes or list(GENERIC_NOTES)).replace("{competitor}", item.competitor or "")
+
+
+# --- recording what Slack received ------------------------------------------------------------
+
+
+class Recorder:
+    """Turns each call the fake Slack receives into a transcript entry, at the simulated time.
+
+    The demo sets :attr:`actor` and :attr:`place` while a person's request is in flight, so a
+    modal or a response-URL answer is shown to that person, where they were.
+    """
+
+    def __init__(self, transcript: Transcript, clock: SimulatedClock, alignment: Alignment) -> None:
+        self.transcript = transcript
+        self.clock = clock
+        self.alignment = alignment
+        self.actor: Person | None = None
+        self.place: str = alignment.channels.sales
+        self.posts: dict[str, SlackCall] = {}  # outbox key -> the chat.postMessage Slack received
+        self.failed: list[SlackCall] = []
+        self._lock = threading.Lock()
+
+    def on_call(self, call: SlackCall) -> None:
+        """The fake's listener: record messages, edits, modals and response-URL answers."""
+        with self._lock:
+            self._record(call)
+
+    def _record(self, call: SlackCall) -> None:
+        if not call.ok:
+            self.failed.append(call)
+            return
+        at = self.clock.now()
+        body = call.body
+        viewer = name_of(self.actor) if self.actor else None
+        if call.method == "chat.postMessage":
+            key = ((body.get("metadata") or {}).get("event_payload") or {}).get("key")
+            if key:
+                self.posts[str(key)] = call
+            self.transcript.add(
+                Entry(at, str(body.get("channel")), BOT_NAME, "message", payload=body, ts=call.response.get("ts"))
+            )
+        elif call.method == "chat.update":
+            self.transcript.add(
+                Entry(at, str(body.get("channel")), BOT_NAME, "edit", payload=body, edits=body.get("ts"))
+            )
+        elif call.method == "chat.postEphemeral":
+            user = self.alignment.person_by_slack_id(str(body.get("user")))
+            shown = name_of(user) if user else str(body.get("user"))
+            self.transcript.add(
+                Entry(at, str(body.get("channel")), BOT_NAME, "ephemeral", payload=body, visible_to=shown)
+            )
+        elif call.method in {"views.open", "views.push"} and isinstance(body.get("view"), dict):
+            self.transcript.add(Entry(at, self.place, BOT_NAME, "modal", payload=body["view"], visible_to=viewer))
+        elif call.method == "views.update" and isinstance(body.get("view"), dict):
+            self.transcript.add(
+                Entry(at, self.place, BOT_NAME, "modal", "updated", payload=body["view"], visible_to=viewer)
+            )
+        elif call.method == "response_url":
+            kind: EntryKind = "message" if body.get("response_type") == "in_channel" else "ephemeral"
+            self.transcript.add(Entry(at, self.place, BOT_NAME, kind, payload=body, visible_to=viewer))
+
+    @contextlib.contextmanager
+    def acting(self, person: Person, place: str) -> Iterator[None]:
+        """Attribute the calls made while ``person`` does something in ``place`` to them."""
+        self.actor, self.place = person, place
+        try:
+            yield
+        finally:
+            self.actor = None
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Keep the demo's output to the transcript: loggers below WARNING are silenced meanwhile."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_demo(
+    *,
+    days: int = 7,
+    seed: int = 7,
+    html: str | None = None,
+    config: str | None = None,
+    out: TextIO = sys.stdout,
+    today: dt.date | None = None,
+) -> int:
+    """Run the simulated week and print its transcript and summary to ``out``; returns the exit status.
+
+    ``config`` is an alignment file (None: the packaged example). ``html`` also writes the
+    transcript as a Slack-like page to that path. ``today`` fixes the week (default: today in
+    the company timezone); the run starts on the Tuesday of the week before it. Exit status 0,
+    2 for a bad argument or config, 1 if a message could not be delivered.
+    """
+    if days < 1:
+        print(f"--days must be 1 or more, got {days}", file=out)
+        return 2
+    try:
+        alignment = load_alignment(Path(config) if config else EXAMPLE_CONFIG)
+    except ConfigError as exc:
+        print(exc.report(), file=out)
+        return 2
+    with quiet_logs():
+        return _Demo(alignment, days=days, seed=seed, today=today, config=config).run(out, html)
+
+
+class _Demo:
+    """One run: the plan, the simulated clock, and what was recorded."""
+
+    slack: SlackDriver
+    fake: FakeSlack
+    relay: OutboxRelay
+
+    def __init__(
+        self, alignment: Alignment, *, days: int, seed: int, today: dt.date | None, config: str | None
+    ) -> None:
+        self.alignment = alignment
+        self.days = days
+        self.seed = seed
+        self.config = config
+        self.tz = ZoneInfo(alignment.timezone)
+        self.start = week_start(today or dt.datetime.now(self.tz).date(), self.tz)
+        self.end = dt.datetime.combine(self.start.date() + dt.timedelta(days=days), dt.time(0), self.tz)
+        self.clock = SimulatedClock(self.start)
+        self.rng = random.Random(seed)
+        self.calendar = WorkCalendar(alignment)
+        users = {p.slack_id: name_of(p) for p in alignment.people if p.slack_id}
+        channels: dict[str, str] = {}
+        for key, channel_id in alignment.channels.model_dump().items():
+            channels.setdefault(str(channel_id), key.replace("_", "-"))
+        self.directory = Directory(users=users, channels=channels)
+        self.transcript = Transcript(self.directory, self.tz, bot_name=BOT_NAME)
+        self.recorder = Recorder(self.transcript, self.clock, alignment)
+
+    def run(self, out: TextIO, html: str | None) -> int:
+        """Replay the week, then print the transcript and the summary (and write the page)."""
+        with tempfile.TemporaryDirectory(prefix="alignbot-demo-") as tmp, FakeSlack() as fake:
+            for person in self.alignment.people:
+                if person.slack_id:
+                    fake.add_user(
+                        person.slack_id, person.email, tz=str(self.alignment.tz(person)), real_name=name_of(person)
+                    )
+            fake.add_listener(self.recorder.on_call)
+            database = Database.from_url(f"sqlite:///{Path(tmp) / 'alignbot-demo.db'}")
+            try:
+                database.upgrade()
+                secret = secrets.token_hex(16)
+                env = Environment(
+                    slack_bot_token=BOT_TOKEN,
+                    slack_signing_secret=secret,
+                    slack_api_url=fake.url,
+                    database_url=str(database.engine.url),
+                    config_path=Path(self.config) if self.config else EXAMPLE_CONFIG,
+                )
+                deps = Dependencies(alignment=self.alignment, database=database, clock=self.clock.now)
+                self.slack = SlackDriver(create_app(env, deps), fake, secret)
+                self.fake = fake
+                self.relay = OutboxRelay(
+                    database, relay_client(BOT_TOKEN, fake.url, timeout=5), clock=self.clock.now, pace=0
+                )
+                for step in self._steps(build_jobs(deps)):
+                    self._deliver_until(database, step.at)
+                    self.clock.set(step.at)
+                    step.run()
+                    self.relay.drain()
+                self._deliver_until(database, self.end)
+                self.clock.set(self.end)
+                summary, failed = self._summary(database)
+            finally:
+                database.dispose()
+        print(self._heading(), file=out)
+        print(self.transcript.to_text(), file=out)
+        print("\n".join(summary), file=out)
+        if html:
+            page = self.transcript.to_html(title="alignbot demo", subtitle=self._period(), summary=summary)
+            Path(html).write_text(page, encoding="utf-8")
+            print(f"\nThe transcript as a Slack-like page: {html}", file=out)
+        return 1 if failed else 0
+
+    # --- the steps, in time order ---
+
+    def _steps(self, jobs: list[ScheduledJob]) -> list[_Step]:
+        """What people do and every job occurrence, in time order (ties: in the order planned)."""
+        items, acts = plan_week(self.alignment, self.rng, self.start, self.end)
+        steps: list[_Step] = []
+
+        def add(at: dt.datetime, run: Callable[[], None]) -> None:
+            steps.append(_Step(at, len(steps), run))
+
+        for item in items:
+            add(item.at, functools.partial(self._send_feedback, item))
+        for act in acts:
+            add(act.at, functools.partial(self._act_on, act))
+        for job in jobs:
+            for occurrence in job.occurrences(self.start, self.end):
+                if occurrence < self.end:
+                    add(occurrence, functools.partial(self._fire, job, occurrence))
+        return sorted(steps)
+
+    def _deliver_until(self, database: Database, moment: dt.datetime) -> None:
+        """Wake the relay whenever a held message (quiet hours, a retry) falls due before ``moment``."""
+        for _ in range(10_000):  # bounded: each pass moves the clock or delivers
+            with database.session() as session:
+                due = session.scalar(
+                    select(func.min(OutboxMessage.next_attempt_at)).where(
+                        OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+                    )
+                )
+            if due is None or due >= moment or (due <= self.clock.now() and not self.relay.drain()):
+                return
+            self.clock.set(due)
+            self.relay.drain()
+
+    def _fire(self, job: ScheduledJob, occurrence: dt.datetime) -> None:
+        job.run(occurrence, self.clock.now())
+
+    def _send_feedback(self, item: FeedbackPlan) -> None:
+        sales = self.alignment.channels.sales
+        before = set(self.recorder.posts)
+        if item.mode == "form":
+            opened_before = len(self.fake.calls_to("views.open"))
+            self._type(item.rep, "")
+            opened = self.fake.calls_to("views.open")
+            if len(opened) == opened_before:
+                return  # no form opened: the answer (an error) is already in the transcript
+            view = opened[-1].body["view"]
+            values: dict[str, Any] = {
+                Block.CATEGORY.value: ("option", item.category),
+                Block.TEXT.value: item.text,
+            }
+            if item.account:
+                values[Block.ACCOUNT.value] = item.account
+            if item.strength:
+                values[Block.STRENGTH.value] = ("option", str(item.strength))
+            self._pause(45, 150)  # filling in the form takes a minute or two
+            self._submit(item.rep, view, values, sales)
+        else:
+            if item.mode == "mistype":
+                wrong = typo(item.category, self.rng)
+                wrong += f" [{item.account}]: {item.text}" if item.account else f": {item.text}"
+                self._type(item.rep, wrong)
+                self._pause(20, 60)  # reads the usage, fixes the word
+            self._type(item.rep, item.command)
+        self.relay.drain()  # the post is delivered now, as `alignbot web` would; remember it for the marketers
+        new = [call for key, call in self.recorder.posts.items() if key not in before and key.startswith("feedback:")]
+        item.post = new[0] if new else None
+
+    def _type(self, person: Person, text: str) -> None:
+        where = self.alignment.channels.sales
+        command = f"/feedback {text}".rstrip()
+        self.transcript.add(Entry(self.clock.now(), where, name_of(person), "typed", command, from_bot=False))
+        with self.recorder.acting(person, where):
+            response = self.slack.command("/feedback", text, user=str(person.slack_id), channel=where)
+            self._answer(person, where, response.body)
+
+    def _answer(self, person: Person, where: str, body: str) -> None:
+        """Record the HTTP answer of a request: an ephemeral message, or a modal's next state."""
+        if not body:
+            return
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        now = self.clock.now()
+        if data.get("response_action") == "update" and isinstance(data.get("view"), dict):
+            self.transcript.add(
+                Entry(now, where, BOT_NAME, "modal", "updated", data["view"], visible_to=name_of(person))
+            )
+        elif data.get("response_action") == "errors":
+            errors = tuple(f"{k}: {v}" for k, v in (data.get("errors") or {}).items())
+            self.transcript.add(Entry(now, where, BOT_NAME, "action", "showed errors in the form", details=errors))
+        elif data.get("text") or data.get("blocks"):
+            kind: EntryKind = "message" if data.get("response_type") == "in_channel" else "ephemeral"
+            self.transcript.add(Entry(now, where, BOT_NAME, kind, payload=data, visible_to=name_of(person)))
+
+    def _submit(self, person: Person, view: dict[str, Any], values: dict[str, Any], where: str) -> None:
+        title = str((view.get("title") or {}).get("text") or "the form")
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                where,
+                name_of(person),
+                "action",
+                f"submitted “{title}”",
+                details=describe_submission(view, values),
+                from_bot=False,
+            )
+        )
+        with self.recorder.acting(person, where):
+            response = self.slack.submit(view, values, user=str(person.slack_id))
+            self._answer(person, where, response.body)
+
+    def _pause(self, low: int, high: int) -> None:
+        self.clock.set(self.clock.now() + dt.timedelta(seconds=self.rng.randrange(low, high)))
+
+    def _act_on(self, act: ActPlan) -> None:
+        voc = self.alignment.channels.voice_of_customer
+        post = act.feedback.post
+        if post is None:
+            return
+        item_number = _item_number(post)
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                voc,
+                name_of(act.marketer),
+                "action",
+                f"clicked [Acted on] on feedback #{item_number} from {name_of(act.feedback.rep)}",
+                from_bot=False,
+            )
+        )
+        with self.recorder.acting(act.marketer, voc):
+            opened_before = len(self.fake.calls_to("views.open"))
+            self.slack.click(post.body, Action.FEEDBACK_ACTED_ON.value, user=str(act.marketer.slack_id), channel=voc)
+            opened = self.fake.calls_to("views.open")
+        if act.late or len(opened) == opened_before:
+            return
+        self._pause(60, 240)  # writes the note
+        self._submit(act.marketer, opened[-1].body["view"], {Block.NOTE.value: act.note}, voc)
+
+    # --- the report ---
+
+    def _period(self) -> str:
+        last = self.end - dt.timedelta(days=1)
+        first = f"{self.start:%a %b} {self.start.day}"
+        span = first if self.days == 1 else f"{first} to {last:%a %b} {last.day}"
+        return f"{self.days} simulated day{'s' if self.days != 1 else ''}, {span}, seed {self.seed}"
+
+    def _heading(self) -> str:
+        config = self.config or f"the packaged example ({EXAMPLE_CONFIG.name})"
+        return "\n".join(
+            [
+                f"alignbot demo: {self._period()}",
+                f"Alignment: {config}; {len(self.alignment.people)} people. Slack: an in-process fake. "
+                "Database: a temporary SQLite file.",
+                f"Times are shown in {self.alignment.timezone}, the company timezone.",
+                *self._holiday_lines(),
+                "",
+            ]
+        )
+
+    def _holiday_lines(self) -> list[str]:
+        """Say which simulated weekdays are holidays, or a reader wonders why nobody works then."""
+        lines = []
+        for i in range(self.days):
+            day = self.start.date() + dt.timedelta(days=i)
+            name = self.calendar.holiday_name(day)
+            if name and WEEKDAYS[day.weekday()] in self.alignment.calendar.workdays:
+                lines.append(f"{day:%a %b} {day.day} is a holiday in the business calendar ({name}): nobody works.")
+        return lines
+
+    def _summary(self, database: Database) -> tuple[list[str], int]:
+        with database.session() as session:
+            rows = session.execute(
+                select(OutboxMessage.kind, func.count(OutboxMessage.id))
+                .where(OutboxMessage.delivered_at.is_not(None))
+                .group_by(OutboxMessage.kind)
+                .order_by(func.min(OutboxMessage.id))
+            ).all()
+            failed = int(
+                session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.failed_at.is_not(None))) or 0
+            )
+            pending = int(
+                session.scalar(
+                    select(func.count(OutboxMessage.id)).where(
+                        OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+                    )
+                )
+                or 0
+            )
+        by_kind = {str(kind): int(count) for kind, count in rows}
+        entries = self.transcript.entries
+        ephemeral = sum(1 for e in entries if e.kind == "ephemeral")
+        modals = sum(1 for e in entries if e.kind == "modal" and not e.text)
+        width = max([len(k) for k in by_kind] + [len("ephemeral answers")])
+        lines = ["━" * 80, f"Summary: {self._period()}", "", "Messages by kind"]
+        lines += [f"  {kind.ljust(width)}  {count:>4}" for kind, count in by_kind.items()]
+        lines.append(f"  {'ephemeral answers'.ljust(width)}  {ephemeral:>4}   (seen only by the person who asked)")
+        lines.append(f"  {'total'.ljust(width)}  {sum(by_kind.values()) + ephemeral:>4}   (and {modals} forms opened)")
+        if pending:
+            lines.append(f"  {pending} message(s) still queued when the simulation ended (due after its end)")
+        if failed:
+            lines.append(f"  {failed} message(s) could NOT be delivered: see the warnings above")
+        lines += ["", *self._dm_lines()]
+        return lines, failed + len(self.recorder.failed)
+
+    def _dm_lines(self) -> list[str]:
+        """Bot DMs per person per workday (their own workdays and timezone), zero-days included."""
+        received: Counter[tuple[str, dt.date]] = Counter()
+        quiet = self.alignment.noise.quiet_hours
+        in_quiet_hours = 0
+        for entry in self.transcript.entries:
+            user = self.directory.dm_user(entry.conversation)
+            if entry.kind == "message" and user is not None:
+                local = entry.at.astimezone(self.alignment.tz(self.alignment.person_by_slack_id(user)))
+                received[(user, local.date())] += 1
+                in_quiet_hours += bool(quiet and quiet.contains(local.time()))
+        counts: list[tuple[int, Person, dt.date]] = []
+        days = [self.start.date() + dt.timedelta(days=i) for i in range(self.days)]
+        people = [p for p in self.alignment.people if p.slack_id]
+        for person in people:
+            for day in days:
+                if self.calendar.is_workday(day, person):
+                    counts.append((received[(str(person.slack_id), day)], person, day))
+        if not counts:
+            return ["Bot DMs per person per workday: no workdays in the simulated period"]
+        median, most = median_and_max([c for c, _, _ in counts])
+        busiest: dict[str, list[str]] = {}
+        for count, person, day in counts:
+            if count == most and most > 0:
+                busiest.setdefault(name_of(person), []).append(f"{day:%a %b} {day.day}")
+        shown = "; ".join(f"{who} on {', '.join(when)}" for who, when in list(busiest.items())[:2])
+        if len(busiest) > 2:
+            shown += f"; and {len(busiest) - 2} more"
+        workdays = len({d for _, _, d in counts})
+        total = sum(received.values())
+        return [
+            f"Bot DMs per person per workday: median {median:g}, max {most}" + (f" ({shown})" if shown else ""),
+            f"  over {len(people)} people and {workdays} workday{'s' if workdays != 1 else ''} each; "
+            f"{total} DM{'s' if total != 1 else ''} in all",
+            *(
+                [f"  {in_quiet_hours} delivered in the recipient's quiet hours ({quiet}, their time)"]
+                if quiet and in_quiet_hours
+                else []
+            ),
+        ]
+
+
+def describe_submission(view: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:
+    """``Label: value`` for each submitted field of a modal, options shown by their text."""
+    lines: list[str] = []
+    for block in view.get("blocks") or []:
+        block_id = block.get("block_id")
+        if block.get("type") != "input" or block_id not in values:
+            continue
+        label = str((block.get("label") or {}).get("text") or block_id)
+        value = values[block_id]
+        if isinstance(value, tuple):
+            options = (block.get("element") or {}).get("options") or []
+            value = next(
+                (str(o["text"]["text"]) for o in options if str(o.get("value")) == str(value[1])), str(value[1])
+            )
+        lines.append(f"{label}: {value}")
+    return tuple(lines)
+
+
+def _item_number(post: SlackCall) -> str:
+    key = str(((post.body.get("metadata") or {}).get("event_payload") or {}).get("key") or "")
+    return key.rsplit(":", 1)[-1] if key else "?"
