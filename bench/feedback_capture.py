@@ -289,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both sides (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker, both sides (default 4)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds per side first (default 1; quick 0.3)")
+    parser.add_argument(
+        "--database-url",
+        help="run alignbot on this database instead of a temporary SQLite file, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test (its feedback and outbox tables are emptied first)",
+    )
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -311,9 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="alignbot-bench-") as tmp, FakeSlack() as fake:
         workdir = Path(tmp)
-        database_url = f"sqlite:///{workdir / 'alignbot.db'}"
+        database_url = args.database_url or f"sqlite:///{workdir / 'alignbot.db'}"
         database = Database.from_url(database_url)
         database.upgrade()
+        if args.database_url:
+            from sqlalchemy import text
+
+            with database.engine.begin() as connection:
+                connection.execute(text("DELETE FROM outbox"))
+                connection.execute(text("DELETE FROM feedback"))
+                connection.execute(text("DELETE FROM channel_pace"))
         fake.enforce_rate_limit(1.0)
         servers: dict[str, Server] = {}
         results: list[RoundResult] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,12 @@ class Database:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         self._read_sessionmaker = sessionmaker(engine.execution_options(alignbot_read=True), expire_on_commit=False)
-        self._on_outbox_commit: list[Callable[[], None]] = []
+        self._on_outbox_commit: list[Callable[[set[str]], None]] = []
+        # SQLite has one writer at a time, and its busy handler waits by sleeping (up to 100 ms a
+        # turn). Threads of one process queue here instead, and are woken the moment it is free.
+        self._write_turn: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
     @classmethod
@@ -76,27 +82,29 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def on_outbox_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after every commit that enqueued a message (wakes the relay)."""
+    def on_outbox_commit(self, callback: Callable[[set[str]], None]) -> None:
+        """Call ``callback(channels)`` after every commit that enqueued messages (wakes the relay)."""
         self._on_outbox_commit.append(callback)
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop("outbox_dirty", False):
+        channels = session.info.pop("outbox_channels", None)
+        if channels:
             for callback in self._on_outbox_commit:
-                callback()
+                callback(channels)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """One unit of work: commits when the block succeeds, rolls back when it raises."""
-        session = self.sessionmaker()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        with self._write_turn:
+            session = self.sessionmaker()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:

@@ -128,7 +128,7 @@ def enqueue(
     # RETURNING says whether a row was written; rowcount is unreliable for ON CONFLICT across drivers.
     created = session.execute(_insert_once(session.get_bind().dialect.name), values).first() is not None
     if created:
-        session.info["outbox_dirty"] = True
+        session.info.setdefault("outbox_channels", set()).add(channel)
     return created
 
 
@@ -237,7 +237,7 @@ class OutboxRelay:
         client: WebClient,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
-        pace: float = 1.0,
+        pace: float = 1.05,
         lease: dt.timedelta = dt.timedelta(seconds=60),
         poll_interval: float = 5.0,
         batch: int = 200,
@@ -260,13 +260,36 @@ class OutboxRelay:
         self._pass_lock = threading.Lock()
         self._dm_conversations: dict[str, str] = {}
         self._next_due: dt.datetime | None = None
+        self._blocked_until: dict[str, dt.datetime] = {}  # channels whose next send cannot be before then
+        self._woken_lock = threading.Lock()
+        self._woken_channels: set[str] | None = set()  # None: woken for everything
         self.min_pass_interval = min_pass_interval
 
     # --- thread control ---
 
-    def wake(self) -> None:
-        """Ask the relay thread to look for work now (called after commits that enqueue)."""
+    def wake(self, channels: set[str] | None = None) -> None:
+        """Ask the relay thread to look for work now (called after commits that enqueue to ``channels``)."""
+        with self._woken_lock:
+            if channels is None or self._woken_channels is None:
+                self._woken_channels = None
+            else:
+                self._woken_channels |= channels
         self._wake.set()
+
+    def _needs_pass(self) -> bool:
+        """Whether the commits since the last look can make anything sendable now.
+
+        A message to a channel that is paced, paused, or has an older message waiting cannot
+        go before that channel opens: then there is no need to look again before it does.
+        Under a burst of requests to one channel this keeps the relay's work proportional
+        to what it can send, not to the number of commits.
+        """
+        with self._woken_lock:
+            channels, self._woken_channels = self._woken_channels, set()
+        if channels is None:
+            return True
+        now = self.clock()
+        return any(self._blocked_until.get(channel, now) <= now for channel in channels)
 
     def start(self) -> OutboxRelay:
         """Run in a daemon thread until :meth:`stop`."""
@@ -297,7 +320,10 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay pass failed; retrying shortly")
                 self._stop.wait(1.0)
-            self._wake.wait(self._seconds_to_next_work())
+            while self._wake.wait(self._seconds_to_next_work()) and not self._stop.is_set():
+                self._wake.clear()
+                if self._needs_pass():
+                    break
             self._wake.clear()
 
     def _seconds_to_next_work(self) -> float:
@@ -340,22 +366,27 @@ class OutboxRelay:
             sent = 0
             waiting = False
             next_due: dt.datetime | None = None
+            blocked: dict[str, dt.datetime] = {}
             for message_id, channel, due in heads:
                 now = self.clock()
-                if due > now or self._paused_until.get(channel, now) > now:
-                    next_due = due if next_due is None else min(next_due, due)
-                    continue
-                if self._next_slot.get(channel, now) > now:
-                    waiting = True  # paced: due within a second
+                opens = max(due, self._paused_until.get(channel, now), self._next_slot.get(channel, now))
+                if opens > now:
+                    blocked[channel] = opens
+                    if self._next_slot.get(channel, now) >= opens:
+                        waiting = True  # paced: due within a second
+                    else:
+                        next_due = opens if next_due is None else min(next_due, opens)
                     continue
                 claim = self._claim(message_id, channel, now)
-                if claim is None:
-                    waiting = waiting or self._next_slot.get(channel, now) > now
-                    continue
-                if self._deliver(claim):
+                if claim is not None and self._deliver(claim):
                     sent += 1
-                waiting = True
+                after = self.clock()
+                opens = max(self._paused_until.get(channel, after), self._next_slot.get(channel, after))
+                if opens > after:
+                    blocked[channel] = opens
+                waiting = waiting or claim is not None or opens > after
             self._next_due = next_due
+            self._blocked_until = blocked
             return sent, waiting or sent > 0
 
     def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, dt.datetime]]:
