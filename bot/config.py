@@ -334,8 +334,35 @@ class Attribution(_Section):
     half_life_days: Annotated[float, Field(gt=0)] = 7
 
 
+class WinTier(_Section):
+    """How loud a win is from ``min_amount`` up: its label, emoji, and whether it gets a header block."""
+
+    min_amount: Annotated[float, Field(ge=0)]
+    label: Annotated[str, Field(min_length=1, max_length=40)]
+    emoji: Annotated[str, Field(pattern=r"^:[a-z0-9_+\-]+:$")] = ":tada:"
+    header: bool = True
+
+
+DEFAULT_TIERS = (
+    WinTier(min_amount=0, label="New win", emoji=":tada:", header=False),
+    WinTier(min_amount=50_000, label="Big win", emoji=":trophy:"),
+    WinTier(min_amount=250_000, label="Record win", emoji=":rocket:"),
+)
+
+
 class Wins(_Section):
     digest_below: Annotated[float, Field(ge=0)] = 0
+    digest_schedule: Schedule = "0 17 * * mon-fri"
+    tiers: tuple[WinTier, ...] = DEFAULT_TIERS
+
+    @field_validator("tiers")
+    @classmethod
+    def _some_tier(cls, value: tuple[WinTier, ...]) -> tuple[WinTier, ...]:
+        if not value:
+            raise ValueError("at least one tier is needed")
+        if len({t.min_amount for t in value}) != len(value):
+            raise ValueError("two tiers start at the same amount")
+        return value
 
 
 DEFAULT_CATEGORIES = ("objection", "competitor", "pricing", "messaging", "product_gap", "praise")

@@ -5,11 +5,14 @@ from enum import StrEnum
 
 class Action(StrEnum):
     FEEDBACK_ACTED_ON = "feedback_acted_on"
+    WIN_STORY = "win_story"
+    OPEN_IN_CRM = "open_in_crm"
 
 
 class View(StrEnum):
     FEEDBACK_NEW = "feedback_new"
     FEEDBACK_ACTED_ON = "feedback_acted_on"
+    WIN_STORY = "win_story"
 
 
 class Block(StrEnum):
@@ -18,6 +21,7 @@ class Block(StrEnum):
     TEXT = "text"
     STRENGTH = "strength"
     NOTE = "note"
+    STORY = "story"
 
 
 class Field(StrEnum):

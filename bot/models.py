@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, text
+from sqlalchemy import JSON, DateTime, Index, Integer, Numeric, String, Text, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,7 +31,12 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dt.datetime: UtcDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+    type_annotation_map = {
+        dt.datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        list[dict[str, Any]]: JSON(),
+    }
 
 
 class OutboxMessage(Base):
@@ -106,3 +112,93 @@ class FeedbackItem(Base):
     acted_on_at: Mapped[dt.datetime | None]
     acted_on_by: Mapped[str | None] = mapped_column(String(32))
     acted_on_note: Mapped[str | None] = mapped_column(Text)
+
+
+class CrmEvent(Base):
+    """An accepted CRM event, as received: the audit trail, and what the domain state is folded from.
+
+    ``subject`` is the id of the thing it is about (lead, deal or touch id); ``(source, event_id)``
+    is the idempotency key of CloudEvents.
+    """
+
+    __tablename__ = "crm_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str | None] = mapped_column(String(255))
+    time: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+    data: Mapped[dict[str, Any]]
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_crm_events_source_id"),
+        Index("ix_crm_events_subject", "subject", "time"),
+        Index("ix_crm_events_account", "account_id", "time"),
+    )
+
+
+class Lead(Base):
+    """A lead as its events say, folded in CRM time order."""
+
+    __tablename__ = "leads"
+
+    lead_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner_email: Mapped[str | None] = mapped_column(String(320))
+    stage: Mapped[str | None] = mapped_column(String(40))
+    name: Mapped[str | None] = mapped_column(String(255))
+    company: Mapped[str | None] = mapped_column(String(255))
+    account_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None]
+    grade: Mapped[str | None] = mapped_column(String(16))
+    handed_off_at: Mapped[dt.datetime | None]  # the first hand-off
+    contacted_at: Mapped[dt.datetime | None]  # the first contact
+    recycled_at: Mapped[dt.datetime | None]
+    recycle_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime]  # CRM time of its latest event
+
+
+class Touch(Base):
+    """A marketing touch (campaign, event, content...) on an account or a contact."""
+
+    __tablename__ = "touches"
+
+    touch_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(255))
+    campaign: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    contact_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    marketing_owner_email: Mapped[str | None] = mapped_column(String(320))
+    time: Mapped[dt.datetime]
+
+    __table_args__ = (Index("ix_touches_account", "account_id", "time"),)
+
+
+class Deal(Base):
+    """A deal as its events say, and how it was announced."""
+
+    __tablename__ = "deals"
+
+    deal_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # won | lost | reopened
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    owner_email: Mapped[str] = mapped_column(String(320))
+    sdr_email: Mapped[str | None] = mapped_column(String(320))
+    contacts: Mapped[list[dict[str, Any]]]
+    lead_ids: Mapped[list[str]]
+    closed_at: Mapped[dt.datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime]
+    # How the win was announced: "post" (its own post), "digest" (in the daily wins post), or none yet.
+    announced_as: Mapped[str | None] = mapped_column(String(8))
+    post_hash: Mapped[str | None] = mapped_column(String(64))  # of the win post as last sent
+    journey_hash: Mapped[str | None] = mapped_column(String(64))
+    digest_key: Mapped[str | None] = mapped_column(String(64))
+    story: Mapped[str | None] = mapped_column(Text)
+    story_by: Mapped[str | None] = mapped_column(String(32))

@@ -42,6 +42,15 @@ def mention(user_id: object) -> str:
     return f"<@{text}>" if _USER_ID.match(text) else slack_escape(text or "someone")
 
 
+def who(person: dict[str, Any] | None) -> str:
+    """A person as the win post shows them: a mention when their Slack ID is known, else their name, escaped."""
+    if not person:
+        return "someone"
+    if person.get("slack_id"):
+        return mention(person["slack_id"])
+    return slack_escape(person.get("label") or person.get("email") or "someone")
+
+
 def slack_date(moment: dt.datetime, fallback_tz: str = "UTC", fmt: str = "{date_short_pretty} at {time}") -> str:
     """A Slack date token: each reader sees it in their own timezone; the fallback names ``fallback_tz``."""
     local = moment.astimezone(ZoneInfo(fallback_tz))
@@ -104,6 +113,7 @@ def environment() -> Environment:
     )
     env.filters["slack_date"] = slack_date
     env.filters["join_count"] = join_count
+    env.filters["who"] = who
     env.globals["delta_day"] = dt.timedelta(days=1)
     env.globals.update(Action=ids.Action, View=ids.View, Block=ids.Block, Field=ids.Field)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}

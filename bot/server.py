@@ -30,7 +30,7 @@ def build_wsgi(env: Environment) -> Any:
     deps = Dependencies(alignment=alignment, database=database)
     app = create_app(env, deps)
     OutboxRelay(database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
-    return WebApplication(SlackRequestHandler(app), deps)
+    return WebApplication(SlackRequestHandler(app), deps, webhook_secrets=env.webhook_secrets)
 
 
 class _Gunicorn(BaseApplication):

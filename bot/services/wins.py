@@ -1,0 +1,349 @@
+"""Joint win announcements: the deal, its sales owners and the marketing touches that earned it.
+
+One post per deal (``win:<deal_id>``) in ``channels.wins``, with the journey in its thread and a
+button for the owner to say how it was won. A later change to the deal, or a late touch, edits
+the post in place; a reopened deal marks it withdrawn. Wins below ``wins.digest_below`` go in one
+daily post instead, so a big win looks big.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from bot.config import Alignment, WinTier
+from bot.errors import UserFacingError
+from bot.models import CrmEvent, Deal, Lead
+from bot.models import Touch as TouchRow
+from bot.outbox import Message, enqueue
+from bot.render import render
+from bot.services import attribution
+from bot.services.crm import IngestResult
+
+MODEL_NAMES = {
+    "first_touch": "first touch",
+    "last_touch": "last touch",
+    "linear": "linear",
+    "u_shaped": "U-shaped",
+    "w_shaped": "W-shaped",
+    "time_decay": "time decay",
+}
+MAX_STORY = 300
+
+
+def post_key(deal_id: str) -> str:
+    return f"win:{deal_id}"
+
+
+def journey_key(deal_id: str) -> str:
+    return f"win:{deal_id}:journey"
+
+
+def person(alignment: Alignment, email: str | None) -> dict[str, Any] | None:
+    """How to show a person: their Slack ID when configured, else their name or email (escaped by the template)."""
+    if not email:
+        return None
+    configured = alignment.person(email)
+    return {
+        "slack_id": configured.slack_id if configured else None,
+        "label": (configured.name if configured and configured.name else email),
+        "email": email,
+    }
+
+
+def format_amount(amount: Decimal | float | None, currency: str | None) -> str:
+    """``$48,000`` / ``€12,500.50``: the deal's currency, cents only when there are any."""
+    if amount is None:
+        return "an undisclosed amount"
+    from babel.numbers import format_currency
+
+    value = Decimal(str(amount))
+    whole = value == value.to_integral_value()
+    pattern = "¤#,##0" if whole else None
+    return str(format_currency(value, currency or "USD", format=pattern, locale="en_US", currency_digits=not whole))
+
+
+def tier_of(alignment: Alignment, amount: Decimal | None) -> WinTier:
+    """The loudest tier the amount reaches (the first tier when it reaches none)."""
+    tiers = sorted(alignment.wins.tiers, key=lambda t: t.min_amount)
+    chosen = tiers[0]
+    for tier in tiers:
+        if amount is not None and Decimal(str(amount)) >= Decimal(str(tier.min_amount)):
+            chosen = tier
+    return chosen
+
+
+@dataclass(frozen=True)
+class WinView:
+    """Everything the win post and its thread show, from the stored state."""
+
+    context: dict[str, Any]
+    journey: list[dict[str, Any]]
+
+
+def _touches_for(session: Session, deal: Deal) -> list[attribution.Touch]:
+    contacts = [c["email"] for c in deal.contacts or [] if c.get("email")]
+    condition = TouchRow.account_id == deal.account_id
+    if contacts:
+        condition = or_(condition, TouchRow.contact_email.in_(contacts))
+    rows = session.scalars(select(TouchRow).where(condition).order_by(TouchRow.time, TouchRow.touch_id))
+    return [attribution.Touch(r.touch_id, r.time, r.campaign, r.kind, r.marketing_owner_email) for r in rows]
+
+
+def _lead_created_at(session: Session, deal: Deal) -> dt.datetime | None:
+    condition = Lead.account_id == deal.account_id
+    if deal.lead_ids:
+        condition = or_(condition, Lead.lead_id.in_(deal.lead_ids))
+    times = [t for t in session.scalars(select(Lead.handed_off_at).where(condition)) if t is not None]
+    return min(times, default=None)
+
+
+def build_view(session: Session, alignment: Alignment, deal: Deal) -> WinView:
+    """Credit the deal's touches with the configured model and gather what the post shows."""
+    config = alignment.attribution
+    closed_at = deal.closed_at or deal.updated_at
+    touches = attribution.select_touches(
+        _touches_for(session, deal), closed_at=closed_at, lookback_days=config.lookback_days
+    )
+    lead_created_at = _lead_created_at(session, deal)
+    credits = attribution.credit_touches(
+        touches,
+        model=config.model,
+        closed_at=closed_at,
+        lead_created_at=lead_created_at,
+        half_life_days=config.half_life_days,
+    )
+    tier = tier_of(alignment, deal.amount)
+    marketers = [
+        {"who": person(alignment, email), "percent": percent} for email, percent in attribution.marketer_totals(credits)
+    ]
+    context = {
+        "deal": {
+            "id": deal.deal_id,
+            "name": deal.name,
+            "account_id": deal.account_id,
+            "amount": format_amount(deal.amount, deal.currency),
+            "withdrawn": deal.status != "won",
+            "status": deal.status,
+            "closed_at": closed_at,
+            "url": alignment.crm.deal_url.format(deal_id=deal.deal_id) if alignment.crm.deal_url else None,
+        },
+        "owner": person(alignment, deal.owner_email),
+        "sdr": person(alignment, deal.sdr_email),
+        "credits": [
+            {
+                "campaign": c.touch.campaign,
+                "kind": c.touch.kind,
+                "percent": c.percent,
+                "role": c.role,
+                "time": c.touch.time,
+                "who": person(alignment, c.touch.marketing_owner_email),
+            }
+            for c in credits
+        ],
+        "marketers": marketers,
+        "model": MODEL_NAMES[config.model],
+        "lookback_days": config.lookback_days,
+        "tier": {"label": tier.label, "emoji": tier.emoji, "header": tier.header},
+        "tz": alignment.timezone,
+        "story": deal.story,
+        "story_by": deal.story_by,
+    }
+    return WinView(context=context, journey=_journey(session, alignment, deal, touches, closed_at))
+
+
+def _journey(
+    session: Session,
+    alignment: Alignment,
+    deal: Deal,
+    touches: Sequence[attribution.Touch],
+    closed_at: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The deal's story in time order: touches, hand-offs and stage changes of its leads, the close."""
+    steps: list[dict[str, Any]] = [
+        {
+            "time": t.time,
+            "kind": "touch",
+            "text": f"{t.kind.capitalize()}: {t.campaign}",
+            "who": person(alignment, t.marketing_owner_email),
+        }
+        for t in touches
+    ]
+    lead_ids = set(deal.lead_ids or [])
+    lead_ids |= set(session.scalars(select(Lead.lead_id).where(Lead.account_id == deal.account_id)))
+    if lead_ids:
+        events = session.scalars(
+            select(CrmEvent)
+            .where(
+                CrmEvent.subject.in_(sorted(lead_ids)),
+                CrmEvent.type.in_(["lead.handed_off", "lead.stage_changed", "lead.contacted"]),
+                CrmEvent.time <= closed_at,
+            )
+            .order_by(CrmEvent.time, CrmEvent.id)
+        )
+        for event in events:
+            data = event.data
+            if event.type == "lead.handed_off":
+                text, who = f"Handed off to sales as {data.get('stage')}", data.get("owner_email")
+            elif event.type == "lead.stage_changed":
+                text, who = f"Moved to {data.get('stage')}", data.get("owner_email")
+            else:
+                text, who = "First contact", data.get("by_email")
+            steps.append({"time": event.time, "kind": "stage", "text": text, "who": person(alignment, who)})
+    steps.sort(key=lambda s: s["time"])
+    steps = steps[-40:]  # a thread reply stays within Slack's 50 blocks
+    steps.append({"time": closed_at, "kind": "won", "text": "Closed won", "who": person(alignment, deal.owner_email)})
+    return steps
+
+
+def _fingerprint(message: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _as_message(data: dict[str, Any]) -> Message:
+    return Message(text=data["text"], blocks=data.get("blocks"))
+
+
+def announce(session: Session, alignment: Alignment, deal: Deal, *, now: dt.datetime) -> str | None:
+    """Post, update or withdraw the deal's win as its state now says; returns what was done, if anything.
+
+    Idempotent: the post is keyed by the deal, and an edit is only queued when what the post
+    shows has changed since it was last sent.
+    """
+    if deal.announced_as is None:
+        if deal.status != "won":
+            return None
+        if deal.amount is not None and Decimal(str(deal.amount)) < Decimal(str(alignment.wins.digest_below)):
+            deal.announced_as = "digest"
+            return "digest"
+    if deal.announced_as == "digest":
+        return None
+    view = build_view(session, alignment, deal)
+    post = render("win_post", **view.context)
+    journey = render("win_journey", steps=view.journey, **view.context)
+    post_hash, journey_hash = _fingerprint(post), _fingerprint(journey)
+    if deal.announced_as is None:
+        enqueue(
+            session,
+            key=post_key(deal.deal_id),
+            kind="win.post",
+            channel=alignment.channels.wins,
+            message=_as_message(post),
+            now=now,
+        )
+        enqueue(
+            session,
+            key=journey_key(deal.deal_id),
+            kind="win.journey",
+            channel=alignment.channels.wins,
+            message=_as_message(journey),
+            thread_key=post_key(deal.deal_id),
+            now=now,
+        )
+        deal.announced_as, deal.post_hash, deal.journey_hash = "post", post_hash, journey_hash
+        return "posted"
+    done = None
+    if post_hash != deal.post_hash:
+        enqueue(
+            session,
+            key=f"{post_key(deal.deal_id)}:rev:{post_hash}",
+            kind="win.update",
+            method="chat.update",
+            channel=alignment.channels.wins,
+            target_key=post_key(deal.deal_id),
+            message=_as_message(post),
+            now=now,
+        )
+        deal.post_hash = post_hash
+        done = "withdrawn" if deal.status != "won" else "updated"
+    if journey_hash != deal.journey_hash:
+        enqueue(
+            session,
+            key=f"{journey_key(deal.deal_id)}:rev:{journey_hash}",
+            kind="win.update",
+            method="chat.update",
+            channel=alignment.channels.wins,
+            target_key=journey_key(deal.deal_id),
+            message=_as_message(journey),
+            now=now,
+        )
+        deal.journey_hash = journey_hash
+        done = done or "updated"
+    return done
+
+
+def react_to_ingest(session: Session, alignment: Alignment, result: IngestResult, now: dt.datetime) -> None:
+    """After CRM events: announce, update or withdraw every deal they may change."""
+    if not result.deals and not result.accounts:
+        return
+    condition = or_(Deal.deal_id.in_(sorted(result.deals)), Deal.account_id.in_(sorted(result.accounts)))
+    for deal in session.scalars(select(Deal).where(condition).order_by(Deal.closed_at, Deal.deal_id)):
+        if deal.status == "won" or deal.announced_as == "post":
+            announce(session, alignment, deal, now=now)
+
+
+# --- the daily post of smaller wins --------------------------------------------------------------
+
+
+def digest_key(occurrence: dt.datetime) -> str:
+    return f"wins-digest:{occurrence.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def enqueue_digest(session: Session, alignment: Alignment, *, occurrence: dt.datetime, now: dt.datetime) -> bool:
+    """Post the smaller wins not yet in a digest, in one message; nothing when there are none."""
+    deals = list(
+        session.scalars(
+            select(Deal)
+            .where(Deal.announced_as == "digest", Deal.digest_key.is_(None), Deal.status == "won")
+            .order_by(Deal.closed_at, Deal.deal_id)
+        )
+    )
+    if not deals:
+        return False
+    key = digest_key(occurrence)
+    wins = []
+    for deal in deals:
+        view = build_view(session, alignment, deal)
+        wins.append(view.context)
+        deal.digest_key = key
+    data = render("wins_digest", wins=wins[:20], more=max(len(wins) - 20, 0), tz=alignment.timezone)
+    return enqueue(
+        session, key=key, kind="win.digest", channel=alignment.channels.wins, message=_as_message(data), now=now
+    )
+
+
+# --- how it was won -----------------------------------------------------------------------------
+
+
+def record_story(session: Session, alignment: Alignment, deal_id: str, *, by: str, text: str, now: dt.datetime) -> Deal:
+    """The owner's line on how the deal was won, posted once into the win's thread."""
+    story = " ".join(text.split())
+    if len(story) < 3:
+        raise UserFacingError("Write a line on how the deal was won.", field="story")
+    if len(story) > MAX_STORY:
+        raise UserFacingError(f"Keep it to one line (under {MAX_STORY} characters).", field="story")
+    deal = session.get(Deal, deal_id)
+    if deal is None or deal.announced_as != "post":
+        raise UserFacingError("That win is not in the wins channel.")
+    if deal.story:
+        raise UserFacingError("The story of this win has already been told in the thread.", field="story")
+    deal.story, deal.story_by = story, by
+    data = render("win_story", story=story, by=by, deal={"name": deal.name})
+    enqueue(
+        session,
+        key=f"{post_key(deal_id)}:story",
+        kind="win.story",
+        channel=alignment.channels.wins,
+        message=_as_message(data),
+        thread_key=post_key(deal_id),
+        now=now,
+    )
+    return deal
