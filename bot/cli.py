@@ -131,6 +131,34 @@ def cmd_demo(args: argparse.Namespace, env: Environment) -> int:
     return run_demo(days=args.days, seed=args.seed, html=args.html, config=args.config, out=sys.stdout)
 
 
+def cmd_import(args: argparse.Namespace, env: Environment) -> int:
+    """Backfill CRM events from a file: 0 when every line was stored, 1 when some were skipped, 2 when none could be."""
+    from bot.db import Database
+    from bot.importer import CannotImport, Reporter, import_file
+
+    alignment = load_alignment(env.config_path)
+    database = Database.from_url(env.database_url)
+    reporter = Reporter()
+    path = Path(args.file)
+    try:
+        summary = import_file(
+            path,
+            database=database,
+            alignment=alignment,
+            fmt=args.format,
+            batch_size=args.batch_size,
+            on_progress=reporter.progress,
+            on_skipped=reporter.skipped,
+        )
+    except CannotImport as exc:
+        print(f"alignbot import: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        database.dispose()
+    reporter.summary(path, summary)
+    return 1 if summary.skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignbot", description="Keeps sales and marketing working as one revenue team, in Slack."
@@ -163,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate an alignment file; lists every problem")
     check.add_argument("path", nargs="?", help="the file (default: ALIGNBOT_CONFIG or alignment.toml)")
     check.set_defaults(func=cmd_config_check)
+
+    backfill = sub.add_parser("import", help="backfill CRM events from NDJSON or CSV (idempotent)")
+    backfill.add_argument("file", metavar="FILE", help="one CloudEvent a line (.ndjson, .jsonl), or .csv")
+    backfill.add_argument("--format", choices=("ndjson", "csv"), help="the file's format (default: by its extension)")
+    backfill.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="events stored per transaction (default 1000)"
+    )
+    backfill.set_defaults(func=cmd_import)
     return parser
 
 

@@ -21,6 +21,7 @@ StartResponse = Callable[..., Any]
 
 
 OPENAPI = Path(__file__).with_name("openapi.json")
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class WebApplication:
@@ -77,6 +78,10 @@ class WebApplication:
         length = int(length_text) if length_text.isdigit() else None
         limit = crm_handler.MAX_BODY
         if length is not None and length > limit:
+            if length <= DRAIN_LIMIT:  # read it off the wire so the client hears the 413, not a reset
+                stream, remaining = environ["wsgi.input"], length
+                while remaining > 0 and (chunk := stream.read(min(65536, remaining))):
+                    remaining -= len(chunk)
             return _json(start_response, "413 Request Entity Too Large", {"error": f"the body is over {limit} bytes"})
         raw = environ["wsgi.input"].read(length if length is not None else limit + 1)
         if len(raw) > limit:

@@ -14,11 +14,15 @@ def register_all(app: App, deps: Dependencies) -> None:
     """Register every middleware and listener on ``app``."""
     from handlers import errors, middleware
     from handlers.actions import feedback as feedback_actions
+    from handlers.actions import wins as wins_actions
     from handlers.commands import feedback as feedback_command
     from handlers.views import feedback as feedback_views
+    from handlers.views import wins as wins_views
 
     middleware.register(app, deps)
     errors.register(app, deps)
     feedback_command.register(app, deps)
     feedback_actions.register(app, deps)
     feedback_views.register(app, deps)
+    wins_actions.register(app, deps)
+    wins_views.register(app, deps)

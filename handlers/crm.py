@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ def _binary_event(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | s
     for name, value in headers.items():
         lowered = name.lower()
         if lowered.startswith("ce-"):
-            event[lowered[3:]] = value
+            event[lowered[3:]] = urllib.parse.unquote(value)  # the HTTP binding percent-encodes values
     try:
         event["data"] = json.loads(body) if body.strip() else None
     except ValueError as exc:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.app import Dependencies
-from bot.services import feedback
+from bot.services import feedback, wins
 
 log = logging.getLogger("alignbot.clock")
 
@@ -68,7 +68,18 @@ def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
             if feedback.enqueue_digest(session, alignment, occurrence=occurrence, now=now):
                 log.info("queued the feedback digest of %s", occurrence.isoformat())
 
+    def wins_digest(occurrence: dt.datetime, now: dt.datetime) -> None:
+        with deps.database.session() as session:
+            if wins.enqueue_digest(session, alignment, occurrence=occurrence, now=now):
+                log.info("queued the wins digest of %s", occurrence.isoformat())
+
     return [
+        ScheduledJob(
+            name="wins-digest",
+            trigger=cron(alignment.wins.digest_schedule, alignment.timezone),
+            run=wins_digest,
+            grace=dt.timedelta(hours=6),
+        ),
         ScheduledJob(
             name="feedback-digest",
             trigger=cron(alignment.feedback.digest_schedule, alignment.timezone),

@@ -40,6 +40,45 @@ DIGEST = Digest(
     open_items=[ITEM] * 10,
     open_total=14,
 )
+
+
+def win_context(name: str = "Acme Corp", campaign: str = "Data Summit webinar", **deal: Any) -> dict[str, Any]:
+    priya = {"slack_id": "U0PRIYA", "label": "Priya Nair", "email": "priya.nair@northwind.example"}
+    outside = {"slack_id": None, "label": "dana@agency.example", "email": "dana@agency.example"}
+    return {
+        "deal": {
+            "id": "006A",
+            "name": name,
+            "account_id": "A1",
+            "amount": "$84,000",
+            "withdrawn": False,
+            "status": "won",
+            "closed_at": NOW,
+            "url": "https://crm.example/006A",
+            **deal,
+        },
+        "owner": {"slack_id": "U0AVA", "label": "Ava Ross", "email": "ava.ross@northwind.example"},
+        "sdr": None,
+        "credits": [
+            {"campaign": campaign, "kind": "webinar", "percent": 70, "role": "first", "time": NOW, "who": priya},
+            {"campaign": "Retargeting", "kind": "ad", "percent": 30, "role": "last", "time": NOW, "who": outside},
+            {"campaign": "Newsletter", "kind": "email", "percent": 0, "role": None, "time": NOW, "who": None},
+        ],
+        "marketers": [{"who": priya, "percent": 70}, {"who": outside, "percent": 30}],
+        "model": "W-shaped",
+        "lookback_days": 180,
+        "tier": {"label": "Big win", "emoji": ":trophy:", "header": True},
+        "tz": "America/New_York",
+        "story": None,
+        "story_by": None,
+    }
+
+
+STEPS = [
+    {"time": NOW, "kind": "touch", "text": "Webinar: Data Summit", "who": None},
+    {"time": NOW, "kind": "stage", "text": "Handed off to sales as MQL", "who": {"slack_id": "U0CHLOE", "label": "C"}},
+    {"time": NOW, "kind": "won", "text": "Closed won", "who": {"slack_id": "U0AVA", "label": "Ava"}},
+]
 CATEGORIES = ("objection", "competitor", "pricing", "messaging", "product_gap", "praise")
 
 CONTEXTS: dict[str, list[dict[str, Any]]] = {
@@ -64,6 +103,23 @@ CONTEXTS: dict[str, list[dict[str, Any]]] = {
             "tz": "Europe/Berlin",
             "voc": "C0VOC",
         },
+    ],
+}
+CONTEXTS |= {
+    "win_post": [
+        win_context(),
+        {**win_context(withdrawn=True, status="reopened"), "credits": [], "marketers": []},
+        {**win_context(url=None), "tier": {"label": "New win", "emoji": ":tada:", "header": False}},
+    ],
+    "win_journey": [
+        {**win_context(), "steps": STEPS},
+        {**win_context(), "steps": STEPS, "story": "ROI", "story_by": "U0AVA"},
+    ],
+    "win_story_modal": [{"deal": {"id": "006A", "name": "Acme Corp"}}],
+    "win_story": [{"story": "The webinar got them in.", "by": "U0AVA", "deal": {"name": "Acme Corp"}}],
+    "wins_digest": [
+        {"wins": [win_context(), win_context(name="Tiny Bakery")], "more": 0, "tz": "UTC"},
+        {"wins": [win_context()] * 20, "more": 7, "tz": "UTC"},
     ],
 }
 MESSAGE_TEMPLATES = {name for name in CONTEXTS if not name.endswith("_modal")}
@@ -96,7 +152,7 @@ def test_template_renders_valid_block_kit(name: str, context: dict[str, Any]) ->
 @pytest.mark.parametrize("name", sorted(MESSAGE_TEMPLATES))
 def test_user_text_never_becomes_markup(name: str) -> None:
     hostile_item = {**ACTED, "text": HOSTILE, "account": HOSTILE, "acted_on_note": HOSTILE, "competitors": [HOSTILE]}
-    contexts = {
+    contexts: dict[str, Any] = {
         "feedback_post": {"item": hostile_item},
         "feedback_captured": {"item": hostile_item, "channel": "C0VOC"},
         "feedback_usage": {"problem": HOSTILE, "text": HOSTILE, "categories": CATEGORIES},
@@ -116,7 +172,16 @@ def test_user_text_never_becomes_markup(name: str) -> None:
             "voc": "C0VOC",
         },
     }
+    hostile_win = win_context(name=HOSTILE, campaign=HOSTILE)
+    contexts |= {
+        "win_post": hostile_win,
+        "win_journey": {**hostile_win, "steps": [{**STEPS[0], "text": HOSTILE}], "story": HOSTILE, "story_by": "U0AVA"},
+        "win_story": {"story": HOSTILE, "by": "U0AVA", "deal": {"name": HOSTILE}},
+        "wins_digest": {"wins": [hostile_win], "more": 0, "tz": "UTC"},
+    }
     data = render(name, **contexts[name])
+    if name == "win_post":  # a header is plain_text: Slack shows it literally, it cannot mention anyone
+        data = {**data, "blocks": [b for b in data["blocks"] if b["type"] != "header"]}
     flat = str(data)
     assert "<!channel>" not in flat and "<@U0MIA>" not in flat and "<https://evil" not in flat
     assert slack_escape("<!channel>") in flat

@@ -113,7 +113,7 @@ def credit_touches(
     shares: Sequence[Fraction | float]
     roles: list[Role | None] = [None] * count
     if model == "time_decay":
-        shares = _time_decay_shares(times, closed_at, half_life_days)
+        shares = _time_decay_shares(times, half_life_days)
     else:
         shares = _position_shares(model, times, lead_created_at, roles)
     percents = whole_percents(shares)
@@ -164,7 +164,7 @@ def _position_shares(
     return shares
 
 
-def _time_decay_shares(times: list[datetime], closed_at: datetime, half_life_days: float) -> Sequence[Fraction | float]:
+def _time_decay_shares(times: list[datetime], half_life_days: float) -> Sequence[Fraction | float]:
     """Shares by ``2 ** (-age / half_life)``, normalised to 1."""
     if not half_life_days > 0:
         raise ValueError(f"half_life_days must be positive, got {half_life_days}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -229,7 +230,7 @@ def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:
                     "name": data["name"],
                     "account_id": data["account_id"],
                     "status": "won" if won else "lost",
-                    "amount": data.get("amount"),
+                    "amount": None if data.get("amount") is None else Decimal(str(data["amount"])),
                     "currency": (data.get("currency") or None) and str(data["currency"]).upper(),
                     "owner_email": str(data["owner_email"]).lower(),
                     "sdr_email": (data.get("sdr_email") or None) and str(data["sdr_email"]).lower(),

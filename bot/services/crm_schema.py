@@ -271,7 +271,9 @@ def validate_events(items: Iterable[object], *, stages: Iterable[str]) -> Valida
                 type=envelope.type,
                 time=envelope.time.astimezone(dt.UTC),
                 data=data,
-                raw_data=raw,
+                # Stored as received, with the known fields in their canonical form (lower-case emails,
+                # the config's spelling of a stage, amounts as decimal strings), so refolds agree.
+                raw_data={**raw, **data.model_dump(mode="json", exclude_none=True)},
             )
         )
     return Validated(events=events, ignored=ignored, problems=problems)

@@ -1,0 +1,866 @@
+"""Benchmark: ``POST /crm/events`` through the production HTTP server, against a bare signed endpoint.
+
+Both sides run as ``bot.server.serve`` (gunicorn, gthread workers, the same options, bound to
+127.0.0.1): alignbot with its real WSGI application (``bot.server.build_wsgi``: the router, the
+signature check, CloudEvents validation, storage, the folds into leads, touches and deals, the
+win announcements in the outbox, the relay thread of each worker), and the baseline with the app
+factory swapped for a bare WSGI function that only reads the body, checks its signature with
+``bot.crm_signature.verify`` and answers 202.
+
+1. **Single events**: client threads send one signed ``application/cloudevents+json`` event per
+   request over keep-alive connections (mostly lead hand-offs, first contacts and touches, one
+   closed-won deal in twenty on an account with a few touches), in alternating rounds (bare,
+   alignbot, bare, alignbot...). Medians over rounds: events/s, p50, p99, alignbot/bare.
+2. **Batches** of 1,000 events (``application/cloudevents-batch+json``): new events, then the
+   same batches sent again (every event a duplicate: the idempotent path), and the bare endpoint
+   on the same kind of bodies for the transport's ceiling.
+
+Correctness is checked while measuring: every alignbot answer must be 202 with the counts
+expected (``accepted`` 1 for a single event, 1,000 for a new batch, ``duplicates`` 1,000 for a
+re-sent one), and afterwards the database must hold exactly one ``crm_events`` row per event
+sent, one deal per closed-won event and a queued win post for every deal above the digest line.
+
+    python bench/crm_ingest.py            # full run (about 80 s)
+    python bench/crm_ingest.py --quick    # smoke run (a few seconds)
+    python bench/crm_ingest.py --profile single   # cProfile of the handler in-process (or: batch)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "alignment.example.toml"
+SECRET = "bench-webhook-secret"
+SLACK_SECRET = "bench-signing-secret"
+TOKEN = "xoxb-bench-token"
+KINDS = ("bare", "alignbot")
+PATH = "/crm/events"
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+SOURCE = "https://northwind.example.my.salesforce.com"
+
+SALES = (
+    "ava.ross@northwind.example",
+    "ben.okafor@northwind.example",
+    "chloe.park@northwind.example",
+    "diego.alvarez@northwind.example",
+)
+MARKETING = ("priya.nair@northwind.example", "sam.weber@northwind.example", "lena.fischer@northwind.example")
+STAGES = ("MQL", "MQL", "SQL", "Lead")
+TOUCH_KINDS = ("webinar", "content", "email", "ad", "web", "event")
+CAMPAIGNS = ("Q4 data summit", "ELT guide", "Nurture: warehouse", "Retargeting EU", "Pricing page", "Partner webinar")
+# Amounts cycle so that one closed-won deal in four is under ``wins.digest_below`` (5,000): a digest win.
+AMOUNTS = (("48000", "USD"), ("12500.50", "EUR"), ("3200", "USD"), ("250000", "USD"))
+DIGEST_BELOW = 5000
+CONFIG_WINS = "C0WINS"  # channels.wins of the example config
+
+# One cycle of twenty events, all about one account: 6 hand-offs, 5 first contacts, 8 touches
+# (4 on the account, 4 on an account without a deal), then the account's deal closes won.
+H, C, T, W = "lead.handed_off", "lead.contacted", "touch.recorded", "deal.closed_won"
+CYCLE = (H, T, C, H, T, C, H, T, C, T, H, T, C, H, T, C, T, H, T, W)
+ON_ACCOUNT_TOUCHES = {1, 4, 7, 9}
+ON_ACCOUNT_LEADS = {0, 6, 13}
+
+
+# --- the events ---------------------------------------------------------------------------------
+
+
+class EventFactory:
+    """CloudEvents as a CRM sends them, in cycles of twenty (see ``CYCLE``); thread-safe.
+
+    Ids are unique per factory (``prefix``) and per run; CRM times advance a second per event
+    from two days ago, so a deal's touches are older than its close, as in life.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}{uuid.uuid4().hex[:6]}"
+        self._numbers = itertools.count()  # next() on a count is atomic under the GIL
+        self._base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=2)
+        self._lock = threading.Lock()
+        self.deals: list[tuple[str, float]] = []  # (deal_id, amount) of every closed-won event made
+        self.counts: Counter[str] = Counter()  # events made, by type
+
+    def next(self) -> dict[str, Any]:
+        return self.make(next(self._numbers))
+
+    def batch(self, size: int) -> list[dict[str, Any]]:
+        with self._lock:  # consecutive numbers, so a batch holds whole cycles
+            numbers = [next(self._numbers) for _ in range(size)]
+        return [self.make(n) for n in numbers]
+
+    def make(self, n: int) -> dict[str, Any]:
+        cycle, pos = divmod(n, len(CYCLE))
+        kind = CYCLE[pos]
+        p = self.prefix
+        account = f"{p}-A{cycle}"
+        contact = f"cto@a{cycle}.{p}.example"
+        when = self._base + dt.timedelta(seconds=n)
+        data: dict[str, Any]
+        if kind == H:
+            data = {
+                "lead_id": f"{p}-L{cycle}-{pos}",
+                "owner_email": SALES[n % len(SALES)],
+                "stage": STAGES[n % len(STAGES)],
+                "name": f"Lead {cycle}-{pos}",
+                "company": f"Account {cycle}",
+                "campaign": CAMPAIGNS[n % len(CAMPAIGNS)],
+                "score": 60 + n % 40,
+                "grade": "A",
+            }
+            if pos in ON_ACCOUNT_LEADS:
+                data["account_id"] = account
+        elif kind == C:
+            handed = max(i for i in range(pos) if CYCLE[i] == H)  # the hand-off just before
+            data = {"lead_id": f"{p}-L{cycle}-{handed}", "by_email": SALES[n % len(SALES)]}
+        elif kind == T:
+            on_account = pos in ON_ACCOUNT_TOUCHES
+            data = {
+                "touch_id": f"{p}-T{cycle}-{pos}",
+                "account_id": account if on_account else f"{account}-nodeal",
+                "campaign": CAMPAIGNS[n % len(CAMPAIGNS)],
+                "kind": TOUCH_KINDS[n % len(TOUCH_KINDS)],
+                "marketing_owner_email": MARKETING[n % len(MARKETING)],
+            }
+            if on_account and pos == 1:
+                data["contact_email"] = contact
+        else:
+            amount, currency = AMOUNTS[cycle % len(AMOUNTS)]
+            deal_id = f"{p}-D{cycle}"
+            data = {
+                "deal_id": deal_id,
+                "name": f"Account {cycle} - platform",
+                "account_id": account,
+                "amount": amount,
+                "currency": currency,
+                "owner_email": SALES[cycle % len(SALES)],
+                "sdr_email": SALES[(cycle + 1) % len(SALES)],
+                "contacts": [{"email": contact, "role": "champion"}],
+                "lead_ids": [f"{p}-L{cycle}-{i}" for i in sorted(ON_ACCOUNT_LEADS)],
+            }
+            with self._lock:
+                self.deals.append((deal_id, float(amount)))
+        with self._lock:
+            self.counts[kind] += 1
+        return {
+            "specversion": "1.0",
+            "id": f"{p}-{n}",
+            "source": SOURCE,
+            "type": kind,
+            "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+
+
+def signed(body: bytes, content_type: str) -> dict[str, str]:
+    from bot.crm_signature import HEADER, sign
+
+    return {"Content-Type": content_type, HEADER: sign(SECRET, body)}
+
+
+# --- the servers (run in subprocesses: ``--serve bare|alignbot``) -------------------------------
+
+
+def build_bare_wsgi(env: Any) -> Any:
+    """The baseline: read the body, verify its signature, answer 202. Nothing else."""
+    from bot.crm_signature import HEADER, verify
+
+    secrets = env.webhook_secrets
+    header_key = "HTTP_" + HEADER.upper().replace("-", "_")
+    accepted = b'{"accepted": 0}'
+    refused = b'{"error": "bad signature"}'
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
+        body = environ["wsgi.input"].read(int(length) if length.isdigit() else -1)
+        if verify(secrets, environ.get(header_key), body) is None:
+            status, data = "202 Accepted", accepted
+        else:
+            status, data = "401 Unauthorized", refused
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return app
+
+
+def serve_main(kind: str, workers: int, threads: int) -> None:
+    """Run ``bot.server.serve`` on 127.0.0.1:$PORT, with the real or the bare app factory."""
+    import bot.server
+    from bot.cli import _setup_logging
+    from bot.config import Environment
+
+    _setup_logging()  # the logging ``alignbot web`` sets up: one INFO line per request
+    _exit_with_parent()
+    env = Environment.from_environ()
+    if kind == "bare":
+        # Same gunicorn and the same options (serve() builds them); only the WSGI app differs.
+        bot.server.build_wsgi = build_bare_wsgi
+    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}")
+
+
+def _exit_with_parent() -> None:
+    """Stop this gunicorn (by SIGTERM to itself) if the benchmark dies without stopping it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@dataclass
+class Server:
+    kind: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_server(kind: str, *, workdir: Path, api_url: str, database_url: str, workers: int, threads: int) -> Server:
+    port = benchlib.free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ALIGNBOT_"))},
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SLACK_API_URL": api_url,
+        "ALIGNBOT_WEBHOOK_SECRET": SECRET,
+        "DATABASE_URL": database_url,
+        "ALIGNBOT_CONFIG": str(CONFIG),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = workdir / f"{kind}.log"
+    with log_path.open("wb") as log:
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve", kind]
+        command += ["--workers", str(workers), "--threads", str(threads)]
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    server = Server(kind, port, process, log_path)
+    if not benchlib.wait_for_port(port, 30) or process.poll() is not None:
+        server.stop()
+        raise SystemExit(f"the {kind} server did not start; see its log:\n{log_path.read_text()[-3000:]}")
+    return server
+
+
+# --- the clients --------------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    kind: str  # bare | alignbot, and for batches: bare-batch | batch | duplicates
+    requests: int
+    events: int
+    seconds: float
+    latencies: list[float]
+    ok: int
+    bad: list[str] = field(default_factory=list)
+    by_type: dict[str, list[float]] = field(default_factory=dict)
+    client_cpu: float = float("nan")  # CPU seconds of this process (the clients) per wall second
+
+    @property
+    def rate(self) -> float:
+        """Events per second (for single events, also requests per second)."""
+        return self.events / self.seconds if self.seconds else float("nan")
+
+    @property
+    def p50_ms(self) -> float:
+        return benchlib.percentile(self.latencies, 50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return benchlib.percentile(self.latencies, 99) * 1000
+
+
+Check = Callable[[int, bytes, int], bool]
+
+
+def expect(accepted: int | None, duplicates: int = 0) -> Check:
+    """An answer check: 202 with these counts (``accepted`` None: any 202, the bare endpoint)."""
+
+    def check(status: int, data: bytes, size: int) -> bool:
+        if status != 202:
+            return False
+        if accepted is None:
+            return True
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return False
+        want = {"accepted": size if accepted < 0 else accepted, "duplicates": duplicates, "ignored": 0}
+        return bool(payload == want)
+
+    return check
+
+
+def run_round(
+    kind: str,
+    port: int,
+    *,
+    seconds: float,
+    clients: int,
+    next_request: Callable[[], tuple[bytes, str, int, str]],
+    check: Check,
+) -> RoundResult:
+    """Send requests from ``clients`` keep-alive connections for ``seconds``, in a closed loop.
+
+    ``next_request()`` gives (body, content type, events in it, event type for the breakdown);
+    every request is signed just before it is sent, as a CRM does.
+    """
+    per_client: list[list[float]] = [[] for _ in range(clients)]
+    by_type: list[dict[str, list[float]]] = [{} for _ in range(clients)]
+    oks = [0] * clients
+    events = [0] * clients
+    sent = [0] * clients
+    bads: list[list[str]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+    deadline = [float("inf")]
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.connect()
+        start.wait()
+        while time.perf_counter() < deadline[0]:
+            body, content_type, size, label = next_request()
+            headers = signed(body, content_type)
+            sent[index] += 1
+            began = time.perf_counter()
+            try:
+                connection.request("POST", PATH, body, headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                bads[index].append(f"{type(exc).__name__}: {exc}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                continue
+            latency = time.perf_counter() - began
+            per_client[index].append(latency)
+            by_type[index].setdefault(label, []).append(latency)
+            if check(response.status, data, size):
+                oks[index] += 1
+                events[index] += size
+            elif len(bads[index]) < 5:
+                bads[index].append(f"HTTP {response.status}: {data[:300]!r}")
+            else:
+                bads[index].append(f"HTTP {response.status}")
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    cpu_began = time.process_time()
+    deadline[0] = began + seconds
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
+    merged: dict[str, list[float]] = {}
+    for chunk in by_type:
+        for label, values in chunk.items():
+            merged.setdefault(label, []).extend(values)
+    return RoundResult(
+        kind=kind,
+        requests=sum(sent),
+        events=sum(events),
+        seconds=elapsed,
+        latencies=[lat for lats in per_client for lat in lats],
+        ok=sum(oks),
+        bad=[b for bs in bads for b in bs],
+        by_type=merged,
+        client_cpu=cpu / elapsed if elapsed else float("nan"),
+    )
+
+
+def single_source(factory: EventFactory) -> Callable[[], tuple[bytes, str, int, str]]:
+    def next_request() -> tuple[bytes, str, int, str]:
+        event = factory.next()
+        return json.dumps(event).encode(), STRUCTURED, 1, str(event["type"])
+
+    return next_request
+
+
+def batch_source(
+    factory: EventFactory, size: int, keep: list[bytes] | None
+) -> Callable[[], tuple[bytes, str, int, str]]:
+    """New batches; each body is also appended to ``keep`` (to be re-sent as duplicates)."""
+
+    def next_request() -> tuple[bytes, str, int, str]:
+        body = json.dumps(factory.batch(size)).encode()
+        if keep is not None:
+            keep.append(body)  # list.append is atomic under the GIL
+        return body, BATCH, size, "batch"
+
+    return next_request
+
+
+def resend_source(bodies: list[bytes], size: int) -> Callable[[], tuple[bytes, str, int, str]]:
+    """The batches already sent, again and again in turn (re-signed each time): all duplicates."""
+    snapshot = list(bodies)
+    turns: Iterator[int] = itertools.cycle(range(len(snapshot)))
+    lock = threading.Lock()
+
+    def next_request() -> tuple[bytes, str, int, str]:
+        with lock:
+            body = snapshot[next(turns)]
+        return body, BATCH, size, "duplicates"
+
+    return next_request
+
+
+def report_round(label: str, result: RoundResult, unit: str = "events") -> None:
+    print(
+        f"  {label:28}: {result.requests} requests, {result.events} {unit} in {result.seconds:.2f}s = "
+        f"{result.rate:.0f} {unit}/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+        f"client CPU {result.client_cpu:.0%}, {len(result.bad)} bad",
+        flush=True,
+    )
+
+
+# --- the in-process profile ---------------------------------------------------------------------
+
+
+def profile_main(mode: str, count: int, top: int) -> int:
+    """cProfile of ``handlers.crm.handle(deps, secrets)(headers, body)`` on a temporary SQLite file."""
+    import cProfile
+    import io
+    import pstats
+
+    from bot.app import Dependencies
+    from bot.config import load_alignment
+    from bot.crm_signature import HEADER
+    from bot.db import Database
+    from handlers.crm import handle
+
+    size = 1000 if mode == "batch" else 1
+    with tempfile.TemporaryDirectory(prefix="alignbot-bench-") as tmp:
+        database = Database.from_url(f"sqlite:///{Path(tmp) / 'alignbot.db'}")
+        database.upgrade()
+        deps = Dependencies(alignment=load_alignment(CONFIG), database=database)
+        receive = handle(deps, (SECRET,))
+        factory = EventFactory("p")
+
+        def requests(n: int) -> list[tuple[dict[str, str], bytes]]:
+            out = []
+            for _ in range(n):
+                if size == 1:
+                    body, content_type = json.dumps(factory.next()).encode(), STRUCTURED
+                else:
+                    body, content_type = json.dumps(factory.batch(size)).encode(), BATCH
+                out.append(({k.lower(): v for k, v in signed(body, content_type).items()}, body))
+            return out
+
+        def run(batch: list[tuple[dict[str, str], bytes]]) -> float:
+            began = time.perf_counter()
+            for headers, body in batch:
+                answer = receive(headers, body)
+                if answer.status != 202 or answer.body.get("accepted") != size:
+                    raise SystemExit(f"PROBLEM: unexpected answer {answer}")
+            return time.perf_counter() - began
+
+        run(requests(max(2, count // 10)))  # warm-up: imports, caches, first rows
+        plain = run(requests(count))  # timed without the profiler
+        batch = requests(count)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run(batch)
+        profiler.disable()
+        # The same bodies again, signed anew: every event a duplicate.
+        again = [({**h, "x-alignbot-signature": signed(b, h["content-type"])[HEADER]}, b) for h, b in batch]
+        began = time.perf_counter()
+        for headers, body in again:
+            answer = receive(headers, body)
+            if answer.status != 202 or answer.body.get("duplicates") != size:
+                raise SystemExit(f"PROBLEM: unexpected answer to a re-sent request {answer}")
+        duplicates = time.perf_counter() - began
+        database.dispose()
+    events = count * size
+    print(
+        f"{mode}: {count} request(s) of {size} event(s) in-process, unprofiled: "
+        f"{plain * 1000 / count:.2f} ms a request, "
+        f"{events / plain:.0f} events/s; the same re-sent (all duplicates): {events / duplicates:.0f} events/s"
+    )
+    prefixes = sorted({str(REPO) + "/", *(p.rstrip("/") + "/" for p in sys.path if p.endswith("-packages"))}, key=len)
+    app_only = re.escape(str(REPO)) + "/(bot|handlers)/"
+    for title, order, restriction in (
+        ("by own time", "tottime", ()),
+        ("by cumulative time", "cumulative", ()),
+        ("of the app's own functions (bot/, handlers/) by cumulative time", "cumulative", (app_only,)),
+    ):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(*restriction, top)
+        text = out.getvalue().split("\n\n", 1)[-1].rstrip()
+        for prefix in reversed(prefixes):
+            text = text.replace(prefix, "")
+        print(f"\n--- top {top} {title} (profiled run) ---")
+        print(text)
+    return 0
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument("--rounds", type=int, help="single-event rounds per side (default 5; quick 1)")
+    parser.add_argument("--seconds", type=float, help="length of a single-event round (default 4; quick 1)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds per side first (default 1; quick 0.3)")
+    parser.add_argument("--clients", type=int, default=8, help="keep-alive clients for single events (default 8)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000, the maximum)")
+    parser.add_argument("--batch-rounds", type=int, help="rounds of each batch run (default 3; quick 1)")
+    parser.add_argument("--batch-seconds", type=float, help="length of a batch round (default 3; quick 1)")
+    parser.add_argument("--batch-clients", type=int, default=2, help="keep-alive clients for batches (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both sides (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker, both sides (default 4)")
+    parser.add_argument(
+        "--database-url",
+        help="run alignbot on this database instead of a temporary SQLite file, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/bench (its CRM, domain and outbox tables are emptied first)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("single", "batch"),
+        help="instead of the HTTP run: cProfile the handler in-process on a temporary SQLite file",
+    )
+    parser.add_argument("--count", type=int, help="requests to profile (default 2000 single / 20 batches)")
+    parser.add_argument("--top", type=int, default=30, help="functions shown per profile table (default 30)")
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve_main(args.serve, args.workers, args.threads)
+        return 0
+    if args.profile:
+        count = args.count or (2000 if args.profile == "single" else 20)
+        return profile_main(args.profile, count, args.top)
+    rounds = args.rounds or (1 if args.quick else 5)
+    seconds = args.seconds or (1.0 if args.quick else 4.0)
+    warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    batch_rounds = args.batch_rounds or (1 if args.quick else 3)
+    batch_seconds = args.batch_seconds or (1.0 if args.quick else 3.0)
+    size = args.batch_size
+
+    from sqlalchemy import func, select, text
+
+    from bot.db import Database
+    from bot.fakeslack import FakeSlack
+    from bot.models import CrmEvent, Deal, Lead, OutboxMessage, Touch
+
+    factories = {kind: EventFactory(kind[0]) for kind in KINDS}  # single events, per side
+    batch_factories = {"bare": EventFactory("x"), "alignbot": EventFactory("b")}
+    sent_batches: list[bytes] = []
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="alignbot-bench-") as tmp, FakeSlack() as fake:
+        workdir = Path(tmp)
+        database_url = args.database_url or f"sqlite:///{workdir / 'alignbot.db'}"
+        database = Database.from_url(database_url)
+        database.upgrade()
+        if args.database_url:
+            with database.engine.begin() as connection:
+                for statement in (
+                    "DELETE FROM crm_events",
+                    "DELETE FROM leads",
+                    "DELETE FROM touches",
+                    "DELETE FROM deals",
+                    "DELETE FROM outbox",
+                    "DELETE FROM channel_pace",
+                ):
+                    connection.execute(text(statement))
+        fake.enforce_rate_limit(1.0)
+        servers: dict[str, Server] = {}
+        warm: list[RoundResult] = []
+        singles: list[RoundResult] = []
+        batches: list[RoundResult] = []
+        try:
+            for kind in KINDS:
+                servers[kind] = start_server(
+                    kind,
+                    workdir=workdir,
+                    api_url=fake.url,
+                    database_url=database_url,
+                    workers=args.workers,
+                    threads=args.threads,
+                )
+            print(
+                f"gunicorn gthread, {args.workers} workers x {args.threads} threads per side; "
+                f"{'SQLite' if database.is_sqlite else database.engine.dialect.name}; {benchlib.machine()}",
+                flush=True,
+            )
+            print(
+                f"single events: {args.clients} keep-alive clients, {rounds} round(s) of {seconds:g}s per side",
+                flush=True,
+            )
+            single_checks = {"bare": expect(None), "alignbot": expect(1)}
+            for kind in KINDS:
+                warm.append(
+                    run_round(
+                        kind,
+                        servers[kind].port,
+                        seconds=warmup,
+                        clients=args.clients,
+                        next_request=single_source(factories[kind]),
+                        check=single_checks[kind],
+                    )
+                )
+            for r in range(rounds):
+                for kind in KINDS:
+                    result = run_round(
+                        kind,
+                        servers[kind].port,
+                        seconds=seconds,
+                        clients=args.clients,
+                        next_request=single_source(factories[kind]),
+                        check=single_checks[kind],
+                    )
+                    singles.append(result)
+                    report_round(f"round {r + 1} {kind}", result)
+            print(
+                f"batches of {size}: {args.batch_clients} keep-alive clients, {batch_rounds} round(s) of "
+                f"{batch_seconds:g}s per run (bare, new events, the same batches re-sent)",
+                flush=True,
+            )
+            warm.append(
+                run_round(
+                    "batch",
+                    servers["alignbot"].port,
+                    seconds=warmup,
+                    clients=args.batch_clients,
+                    next_request=batch_source(batch_factories["alignbot"], size, sent_batches),
+                    check=expect(-1),
+                )
+            )
+            for r in range(batch_rounds):
+                runs: tuple[tuple[str, str, Callable[[], tuple[bytes, str, int, str]], Check], ...] = (
+                    ("bare-batch", "bare", batch_source(batch_factories["bare"], size, None), expect(None)),
+                    ("batch", "alignbot", batch_source(batch_factories["alignbot"], size, sent_batches), expect(-1)),
+                    ("duplicates", "alignbot", resend_source(sent_batches, size), expect(0, size)),
+                )
+                for label, side, source, check in runs:
+                    result = run_round(
+                        label,
+                        servers[side].port,
+                        seconds=batch_seconds,
+                        clients=args.batch_clients,
+                        next_request=source,
+                        check=check,
+                    )
+                    batches.append(result)
+                    report_round(f"round {r + 1} {label}", result)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+        # --- correctness ---
+        every = warm + singles + batches
+        problems: list[str] = []
+        for res in every:
+            if res.ok != res.requests:
+                problems.append(
+                    f"{res.requests - res.ok} of {res.requests} {res.kind} answers were not as expected: {res.bad[:3]}"
+                )
+        single_sent = sum(res.requests for res in every if res.kind == "alignbot")
+        batch_sent = sum(res.requests for res in every if res.kind == "batch") * size
+        expected_events = single_sent + batch_sent
+        made = factories["alignbot"].counts + batch_factories["alignbot"].counts
+        deals_made = factories["alignbot"].deals + batch_factories["alignbot"].deals
+        big = {deal_id for deal_id, amount in deals_made if amount >= DIGEST_BELOW}
+        small = {deal_id for deal_id, amount in deals_made if amount < DIGEST_BELOW}
+        with database.read_session() as session:
+            events_rows = session.scalar(select(func.count(CrmEvent.id))) or 0
+            distinct_rows = (
+                session.scalar(
+                    select(func.count()).select_from(select(CrmEvent.source, CrmEvent.event_id).distinct().subquery())
+                )
+                or 0
+            )
+            leads = session.scalar(select(func.count()).select_from(Lead)) or 0
+            touches = session.scalar(select(func.count()).select_from(Touch)) or 0
+            deal_rows = {row.deal_id: row for row in session.scalars(select(Deal))}
+            win_posts = set(session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "win.post")))
+            journeys = set(session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "win.journey")))
+            outbox_rows = session.scalar(select(func.count(OutboxMessage.id))) or 0
+            delivered = (
+                session.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.delivered_at.is_not(None))) or 0
+            )
+            won = sum(1 for d in deal_rows.values() if d.status == "won")
+            posted = {d.deal_id for d in deal_rows.values() if d.announced_as == "post"}
+            digested = {d.deal_id for d in deal_rows.values() if d.announced_as == "digest"}
+        database.dispose()
+        if events_rows != expected_events:
+            problems.append(
+                f"the database holds {events_rows} crm_events rows for {expected_events} events sent "
+                f"({single_sent} single, {batch_sent} in new batches)"
+            )
+        if distinct_rows != events_rows:
+            problems.append(f"{events_rows - distinct_rows} crm_events rows repeat a (source, id)")
+        if leads != made[H]:
+            problems.append(f"{leads} leads for {made[H]} hand-offs sent")
+        if touches != made[T]:
+            problems.append(f"{touches} touches for {made[T]} touch events sent")
+        if set(deal_rows) != big | small or won != len(deal_rows):
+            problems.append(f"{len(deal_rows)} deals ({won} won) for {len(big | small)} closed-won events sent")
+        if posted != big or digested != small:
+            problems.append(
+                f"{len(big - posted)} big wins not announced, {len(small - digested)} small wins not in the digest"
+            )
+        if win_posts != {f"win:{d}" for d in big} or journeys != {f"win:{d}:journey" for d in big}:
+            problems.append(
+                f"{len(win_posts)} win posts and {len(journeys)} journeys queued for {len(big)} wins over the line"
+            )
+        log_errors: list[str] = []
+        log_warnings: list[str] = []
+        for server in servers.values():
+            lines = server.log_path.read_text(errors="replace").splitlines()
+            log_errors += [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
+            log_warnings += [line for line in lines if " WARNING " in line]
+        if log_errors:
+            problems.append(f"{len(log_errors)} error line(s) in the server logs, first: {log_errors[0]}")
+        wins_delivered = len(fake.posts(CONFIG_WINS))
+
+    elapsed = time.perf_counter() - wall
+    summary: dict[str, dict[str, float]] = {}
+    for kind in (*KINDS, "bare-batch", "batch", "duplicates"):
+        mine = [res for res in singles + batches if res.kind == kind]
+        summary[kind] = {
+            "events_per_s": benchlib.median(res.rate for res in mine),
+            "requests_per_s": benchlib.median(res.requests / res.seconds for res in mine if res.seconds),
+            "p50_ms": benchlib.median(res.p50_ms for res in mine),
+            "p99_ms": benchlib.median(res.p99_ms for res in mine),
+            "client_cpu": benchlib.median(res.client_cpu for res in mine),
+        }
+    ratios = {
+        "throughput": benchlib.ratio(summary["alignbot"]["events_per_s"], summary["bare"]["events_per_s"]),
+        "p50": benchlib.ratio(summary["alignbot"]["p50_ms"], summary["bare"]["p50_ms"]),
+        "p99": benchlib.ratio(summary["alignbot"]["p99_ms"], summary["bare"]["p99_ms"]),
+    }
+    print()
+    print(f"single events over HTTP: medians over {rounds} round(s) of {seconds:g}s per side")
+    rows_out: list[list[Any]] = []
+    for label, kind in (("bare (read, verify, 202)", "bare"), ("alignbot", "alignbot")):
+        figures = summary[kind]
+        rows_out.append(
+            [label, figures["events_per_s"], figures["p50_ms"], figures["p99_ms"], f"{figures['client_cpu']:.0%}"]
+        )
+    rows_out.append(["alignbot / bare", ratios["throughput"], ratios["p50"], ratios["p99"], ""])
+    rows_out.append(["goal", ">= 0.60", "", "", ""])
+    print(benchlib.table(["", "events/s", "p50 ms", "p99 ms", "client CPU"], rows_out))
+    print()
+    print("alignbot latency by event type (all measured single-event rounds pooled)")
+    by_type: dict[str, list[float]] = {}
+    for res in singles:
+        if res.kind == "alignbot":
+            for label, values in res.by_type.items():
+                by_type.setdefault(label, []).extend(values)
+    type_rows = [
+        [label, len(values), benchlib.percentile(values, 50) * 1000, benchlib.percentile(values, 99) * 1000]
+        for label, values in sorted(by_type.items())
+    ]
+    print(benchlib.table(["type", "requests", "p50 ms", "p99 ms"], type_rows))
+    print()
+    print(f"batches of {size} events: medians over {batch_rounds} round(s) of {batch_seconds:g}s")
+    batch_out = []
+    for label, kind in (
+        ("bare (read, verify, 202)", "bare-batch"),
+        ("alignbot, new events", "batch"),
+        ("alignbot, re-sent (all duplicates)", "duplicates"),
+    ):
+        figures = summary[kind]
+        batch_out.append(
+            [label, figures["events_per_s"], figures["requests_per_s"], figures["p50_ms"], figures["p99_ms"]]
+        )
+    batch_out.append(["goal (new events, SQLite)", ">= 10000", "", "", ""])
+    print(benchlib.table(["", "events/s", "batches/s", "p50 ms", "p99 ms"], batch_out))
+    print()
+    print(
+        f"correctness: {events_rows} crm_events rows for {expected_events} events sent ({single_sent} single, "
+        f"{batch_sent} in new batches); {leads} leads, {touches} touches, {len(deal_rows)} deals "
+        f"({len(posted)} announced, {len(digested)} for the digest); {outbox_rows} outbox rows, {delivered} delivered "
+        f"({wins_delivered} posts reached the fake's wins channel, 429s: {fake.rate_limited}); "
+        f"{len(log_warnings)} warning line(s) in the server logs"
+    )
+    if log_warnings:
+        print(f"first warning: {log_warnings[0]}")
+    single_met = ratios["throughput"] >= 0.6
+    batch_met = summary["batch"]["events_per_s"] >= 10_000
+    print(
+        f"goals: single events >= 0.60x bare: {'met' if single_met else 'NOT met'}; "
+        f"batches >= 10,000 events/s: {'met' if batch_met else 'NOT met'}; {elapsed:.0f}s in all"
+    )
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    benchlib.save_results(
+        "crm_ingest",
+        {
+            "settings": vars(args)
+            | {
+                "rounds": rounds,
+                "seconds": seconds,
+                "warmup": warmup,
+                "batch_rounds": batch_rounds,
+                "batch_seconds": batch_seconds,
+                "database": "sqlite" if not args.database_url else args.database_url,
+            },
+            "summary": summary,
+            "ratios": ratios,
+            "by_type": {row[0]: {"requests": row[1], "p50_ms": row[2], "p99_ms": row[3]} for row in type_rows},
+            "rounds": [
+                {
+                    "kind": r.kind,
+                    "requests": r.requests,
+                    "events": r.events,
+                    "events_per_s": r.rate,
+                    "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms,
+                }
+                for r in singles + batches
+            ],
+            "correctness": {
+                "events_sent": expected_events,
+                "crm_events_rows": events_rows,
+                "leads": leads,
+                "touches": touches,
+                "deals": len(deal_rows),
+                "outbox_rows": outbox_rows,
+                "problems": problems,
+            },
+        },
+    )
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

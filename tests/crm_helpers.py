@@ -1,0 +1,104 @@
+"""Building CRM events as a CRM would send them: with the cloudevents SDK, signed, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from cloudevents.core.bindings.http import to_binary, to_structured
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.app import Dependencies
+from bot.crm_signature import sign
+from bot.web import WebApplication
+
+WEBHOOK_SECRET = "whsec-test"
+_ids = itertools.count(1)
+
+
+def event(
+    type_: str, time: str, data: dict[str, Any], *, id_: str | None = None, source: str = "crm://test"
+) -> CloudEvent:
+    return CloudEvent(
+        attributes={
+            "specversion": "1.0",
+            "id": id_ or f"evt-{next(_ids)}",
+            "source": source,
+            "type": type_,
+            "time": dt.datetime.fromisoformat(time.replace("Z", "+00:00")),
+            "datacontenttype": "application/json",
+        },
+        data=data,
+    )
+
+
+def structured(ev: CloudEvent) -> tuple[dict[str, str], bytes]:
+    message = to_structured(ev, JSONFormat())
+    return dict(message.headers), message.body
+
+
+def binary(ev: CloudEvent) -> tuple[dict[str, str], bytes]:
+    message = to_binary(ev, JSONFormat())
+    return dict(message.headers), message.body
+
+
+def batch(events: list[CloudEvent]) -> tuple[dict[str, str], bytes]:
+    fmt = JSONFormat()
+    body = json.dumps([json.loads(fmt.write(e)) for e in events]).encode()
+    return {"Content-Type": "application/cloudevents-batch+json"}, body
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Threading(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+@contextmanager
+def serve(app: App, deps: Dependencies, secrets: tuple[str, ...] = (WEBHOOK_SECRET,)) -> Iterator[int]:
+    """The production WSGI application on a free port of 127.0.0.1."""
+    httpd = make_server(
+        "127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps, webhook_secrets=secrets), _Threading, _Quiet
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def post(
+    port: int,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    secret: str | None = WEBHOOK_SECRET,
+    signature: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """POST /crm/events, signed with ``secret`` (or the given signature header)."""
+    all_headers = dict(headers)
+    if signature is not None:
+        all_headers["X-Alignbot-Signature"] = signature
+    elif secret is not None:
+        all_headers["X-Alignbot-Signature"] = sign(secret, body)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/crm/events", body=body, headers=all_headers)
+    response = connection.getresponse()
+    raw = response.read()
+    return response.status, (json.loads(raw) if raw else {})

@@ -1,0 +1,279 @@
+"""Joint win announcements, end to end: CRM events over HTTP in, what #wins receives out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from slack_bolt import App
+
+from bot.app import Dependencies, create_app
+from bot.config import Attribution, Environment
+from bot.fakeslack import FakeSlack
+from bot.ids import Action, Block
+from bot.outbox import OutboxRelay
+from bot.slack_signing import SlackDriver
+from schedules.jobs import build_jobs
+from tests.conftest import SIGNING_SECRET
+from tests.crm_helpers import batch, event, post, serve
+from tests.test_feedback_command import all_text
+
+PRIYA, LENA, SAM = "priya.nair@northwind.example", "lena.fischer@northwind.example", "sam.weber@northwind.example"
+
+
+def touch(touch_id: str, day: str, campaign: str, kind: str, owner: str | None, account: str = "ACME") -> Any:
+    data = {"touch_id": touch_id, "account_id": account, "campaign": campaign, "kind": kind}
+    if owner:
+        data["marketing_owner_email"] = owner
+    return event("touch.recorded", f"{day}T15:00:00Z", data)
+
+
+def won(
+    deal_id: str = "D1",
+    *,
+    amount: Any = 84000,
+    name: str = "Acme Corp",
+    day: str = "2026-11-20",
+    account: str = "ACME",
+    currency: str = "USD",
+    **extra: Any,
+) -> Any:
+    data = {
+        "deal_id": deal_id,
+        "name": name,
+        "account_id": account,
+        "amount": amount,
+        "currency": currency,
+        "owner_email": "ava.ross@northwind.example",
+        "sdr_email": "chloe.park@northwind.example",
+        **extra,
+    }
+    return event("deal.closed_won", f"{day}T18:00:00Z", data)
+
+
+JOURNEY = [
+    touch("t1", "2026-10-01", "Data Summit webinar", "webinar", PRIYA),
+    touch("t2", "2026-10-10", "ROI guide", "content", LENA),
+    event(
+        "lead.handed_off",
+        "2026-10-11T15:00:00Z",
+        {"lead_id": "L1", "owner_email": "chloe.park@northwind.example", "stage": "MQL", "account_id": "ACME"},
+    ),
+    touch("t3", "2026-10-20", "NYC dinner", "event", SAM),
+    touch("t4", "2026-11-01", "Retargeting", "ad", PRIYA),
+]
+
+
+@pytest.fixture
+def port(app: App, deps: Dependencies) -> Iterator[int]:
+    with serve(app, deps) as bound:
+        yield bound
+
+
+def send(port: int, *events: Any) -> dict[str, int]:
+    status, answer = post(port, *batch(list(events)))
+    assert status == 202, answer
+    return answer
+
+
+def wins_posts(fake: FakeSlack) -> list[Any]:
+    return [c for c in fake.posts("C0WINS") if "thread_ts" not in c.body]
+
+
+def test_a_win_credits_the_sales_owners_and_each_marketing_touch(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    send(port, *JOURNEY, won())
+    relay.drain()
+
+    [post_call] = wins_posts(fake_slack)
+    shown = all_text(post_call.body["blocks"])
+    assert post_call.body["blocks"][0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": ":trophy: Big win: Acme Corp", "emoji": True},
+    }
+    assert "*$84,000* · closed by <@U0AVA> with <@U0CHLOE>" in shown
+    # W-shaped, four touches: 30% first, 30% lead creation (the last touch before the hand-off), 30% last, 10% rest.
+    assert "• *30%* Data Summit webinar (webinar, first touch) · <@U0PRIYA>" in shown
+    assert "• *30%* ROI guide (content, lead creation touch) · <@U0LENA>" in shown
+    assert "• *10%* NYC dinner (event) · <@U0SAM>" in shown
+    assert "• *30%* Retargeting (ad, last touch) · <@U0PRIYA>" in shown
+    assert "Credit by the W-shaped model over 180 days: thank you <@U0PRIYA> 60%, <@U0LENA> 30%, <@U0SAM> 10%" in shown
+    assert post_call.body["metadata"]["event_payload"]["key"] == "win:D1"
+
+    [thread] = [c for c in fake_slack.posts("C0WINS") if "thread_ts" in c.body]
+    assert thread.body["thread_ts"] == post_call.response["ts"]
+    journey = all_text(thread.body["blocks"])
+    assert (
+        journey.index("`Oct 1` :mega: Webinar: Data Summit webinar")
+        < journey.index("`Oct 11` :handshake: Handed off to sales as MQL · <@U0CHLOE>")
+        < journey.index("`Nov 20` :trophy: Closed won · <@U0AVA>")
+    )
+    assert any(b.get("accessory", {}).get("action_id") == Action.WIN_STORY for b in thread.body["blocks"])
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("first_touch", ["100%", "0%", "0%", "0%"]),
+        ("last_touch", ["0%", "0%", "0%", "100%"]),
+        ("linear", ["25%", "25%", "25%", "25%"]),
+        ("u_shaped", ["40%", "10%", "10%", "40%"]),
+        # Ages 50.125, 41.125, 31.125 and 19.125 days, half-life 7: weights 0.00697, 0.01707, 0.04579 and
+        # 0.15051 of 0.22034 = 3.16%, 7.75%, 20.78%, 68.31%; largest remainder -> 3, 8, 21, 68.
+        ("time_decay", ["3%", "8%", "21%", "68%"]),
+    ],
+)
+def test_each_model_shares_the_credit_as_defined(
+    model: str, expected: list[str], env: Environment, deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with serve(create_app(env, other), other) as bound:
+        send(bound, *JOURNEY, won())
+    relay.drain()
+    shown = all_text(wins_posts(fake_slack)[0].body["blocks"])
+    campaigns = ["Data Summit webinar", "ROI guide", "NYC dinner", "Retargeting"]
+    for campaign, percent in zip(campaigns, expected, strict=True):
+        if percent == "0%":
+            assert campaign not in shown.split("earned it")[1].split("Credit by")[0]
+        else:
+            assert f"*{percent}* {campaign}" in shown
+    assert f"Credit by the {model.replace('_', ' ').replace('u shaped', 'U-shaped')} model" in shown
+
+
+def test_exactly_one_post_under_duplicate_deliveries_and_a_restart(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay, env: Environment, deps: Dependencies
+) -> None:
+    closing = won()
+    for _ in range(5):
+        send(port, *JOURNEY, closing)
+    relay.drain()
+    # The CRM sends the close again as a new event (another id, same content), after a restart.
+    restarted = Dependencies(alignment=deps.alignment, database=deps.database)
+    with serve(create_app(env, restarted), restarted) as bound:
+        assert send(bound, won(day="2026-11-20"))["accepted"] == 1
+    relay.drain()
+    assert len(wins_posts(fake_slack)) == 1
+    assert fake_slack.calls_to("chat.update") == []  # nothing the post shows changed
+
+
+def test_a_later_change_edits_the_post_in_place(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    send(port, *JOURNEY, won())
+    relay.drain()
+    send(port, won(amount="96000", day="2026-11-21"))  # the amount was corrected in the CRM
+    send(port, touch("t0", "2026-09-20", "G2 review page", "web", SAM))  # a late touch before the close
+    relay.drain()
+
+    original_ts = wins_posts(fake_slack)[0].response["ts"]
+    edits = [c for c in fake_slack.calls_to("chat.update") if c.body["ts"] == original_ts]
+    assert len(wins_posts(fake_slack)) == 1
+    assert "*$96,000*" in all_text(edits[0].body["blocks"])
+    latest = all_text(edits[-1].body["blocks"])
+    assert "G2 review page (web, first touch)" in latest
+
+
+def test_a_reopened_deal_is_marked_withdrawn(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    send(port, *JOURNEY, won())
+    relay.drain()
+    send(port, event("deal.reopened", "2026-11-22T10:00:00Z", {"deal_id": "D1"}))
+    relay.drain()
+    [edit] = [c for c in fake_slack.calls_to("chat.update") if c.body["ts"] == wins_posts(fake_slack)[0].response["ts"]]
+    shown = all_text(edit.body["blocks"])
+    assert ":rewind: *Withdrawn*: Acme Corp was reopened in the CRM" in shown
+    assert edit.body["text"].startswith("~")
+    assert len(wins_posts(fake_slack)) == 1
+
+
+def test_a_win_with_no_marketing_touch_is_still_celebrated(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    send(port, won(deal_id="D2", account="OUTBOUND", name="Globex Logistics", amount=20000))
+    relay.drain()
+    [post_call] = wins_posts(fake_slack)
+    shown = all_text(post_call.body["blocks"])
+    assert "*:tada: New win: Globex Logistics*" in shown  # below the first loud tier: no header block
+    assert "No marketing touch is recorded for this account in the last 180 days" in shown
+    assert post_call.body["blocks"][0]["type"] == "section"
+
+
+def test_touches_outside_the_lookback_or_after_the_close_get_no_credit(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    send(
+        port,
+        touch("old", "2026-05-01", "Spring webinar", "webinar", PRIYA),  # 203 days before the close
+        touch("in", "2026-11-10", "Case study", "content", LENA),
+        touch("after", "2026-11-25", "Post-sale survey", "email", SAM),
+        won(),
+    )
+    relay.drain()
+    shown = all_text(wins_posts(fake_slack)[0].body["blocks"])
+    assert "*100%* Case study" in shown
+    assert "Spring webinar" not in shown and "Post-sale survey" not in shown
+
+
+def test_smaller_wins_wait_for_the_daily_digest(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay, deps: Dependencies
+) -> None:
+    send(
+        port,
+        touch("s1", "2026-11-02", "Newsletter", "email", LENA, account="SMALL"),
+        won(deal_id="S1", account="SMALL", name="Tiny Bakery", amount=1200),
+        won(deal_id="S2", account="SMALL2", name="Corner Café", amount=950, currency="EUR"),
+    )
+    relay.drain()
+    assert wins_posts(fake_slack) == []
+    [job] = [j for j in build_jobs(deps) if j.name == "wins-digest"]
+    with freeze_time("2026-11-20T22:00:00Z"):  # Friday 17:00 in New York, the digest's time
+        for _ in range(2):  # the scheduled run, then a restart's catch-up: still one post
+            job.run_due(dt.datetime.now(dt.UTC))
+    relay.drain()
+    [digest] = wins_posts(fake_slack)
+    shown = all_text(digest.body["blocks"])
+    assert "*Tiny Bakery* · $1,200 · <@U0AVA> · marketing: <@U0LENA> 100%" in shown
+    assert "*Corner Café* · €950 · <@U0AVA>" in shown
+
+
+def test_names_from_the_crm_are_escaped(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    send(
+        port,
+        touch("x1", "2026-11-01", "<!channel> promo <@U0MIA>", "ad", PRIYA),
+        won(name="Evil & Co <!here>", amount=100000),
+    )
+    relay.drain()
+    for call in fake_slack.posts("C0WINS"):
+        # mrkdwn and the fallback text are parsed by Slack; a header's plain_text is shown literally.
+        parsed = all_text([b for b in call.body["blocks"] if b["type"] != "header"]) + call.body["text"]
+        for markup in ("<!channel>", "<!here>", "<@U0MIA>"):
+            assert markup not in parsed
+    assert "&lt;!channel&gt; promo" in all_text(wins_posts(fake_slack)[0].body["blocks"])
+
+
+def test_the_owner_tells_how_the_deal_was_won_in_the_thread(
+    port: int, app: App, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
+    send(port, *JOURNEY, won())
+    relay.drain()
+    thread = next(c for c in fake_slack.posts("C0WINS") if "thread_ts" in c.body)
+    button = next(b["accessory"] for b in thread.body["blocks"] if "accessory" in b)
+    message = {"blocks": [{"type": "actions", "elements": [button]}]}
+
+    slack.click(message, Action.WIN_STORY, user="U0BEN", channel="C0WINS")  # not the owner
+    [refusal] = fake_slack.calls_to("response_url")
+    assert "<@U0AVA> closed this one" in refusal.body["text"]
+    assert fake_slack.calls_to("views.open") == []
+
+    slack.click(message, Action.WIN_STORY, user="U0AVA", channel="C0WINS")
+    modal = fake_slack.calls_to("views.open")[0].body["view"]
+    slack.submit(
+        modal, {Block.STORY: "The webinar got their data team in; the ROI review <!channel> closed it."}, user="U0AVA"
+    )
+    relay.drain()
+    story = [c for c in fake_slack.posts("C0WINS") if "How we won it" in all_text(c.body["blocks"])]
+    assert len(story) == 1 and story[0].body["thread_ts"] == wins_posts(fake_slack)[0].response["ts"]
+    assert "&lt;!channel&gt;" in all_text(story[0].body["blocks"])
