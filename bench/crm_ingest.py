@@ -75,6 +75,7 @@ CAMPAIGNS = ("Q4 data summit", "ELT guide", "Nurture: warehouse", "Retargeting E
 AMOUNTS = (("48000", "USD"), ("12500.50", "EUR"), ("3200", "USD"), ("250000", "USD"))
 DIGEST_BELOW = 5000
 CONFIG_WINS = "C0WINS"  # channels.wins of the example config
+_LOG_RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d ")  # a log line of the servers (logging or gunicorn)
 
 # One cycle of twenty events, all about one account: 6 hand-offs, 5 first contacts, 8 touches
 # (4 on the account, 4 on an account without a deal), then the account's deal closes won.
@@ -743,10 +744,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         log_errors: list[str] = []
         log_warnings: list[str] = []
+        first_traceback: list[str] = []
         for server in servers.values():
             lines = server.log_path.read_text(errors="replace").splitlines()
             log_errors += [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
             log_warnings += [line for line in lines if " WARNING " in line]
+            starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+            if starts and not first_traceback:
+                # The whole (chained) traceback: up to the next log record, which starts with a date.
+                end = next((i for i in range(starts[0] + 1, len(lines)) if _LOG_RECORD.match(lines[i])), len(lines))
+                first_traceback = lines[max(starts[0] - 1, 0) : end]
         if log_errors:
             problems.append(f"{len(log_errors)} error line(s) in the server logs, first: {log_errors[0]}")
         wins_delivered = len(fake.posts(CONFIG_WINS))
@@ -822,6 +829,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for problem in problems:
         print(f"PROBLEM: {problem}")
+    if first_traceback:
+        # The project's own frames (file, line, code), then the exception after the last frame.
+        own_frames = [
+            f"{line.strip()}: {first_traceback[i + 1].strip() if i + 1 < len(first_traceback) else ''}"
+            for i, line in enumerate(first_traceback)
+            if line.lstrip().startswith(f'File "{REPO}/')
+        ]
+        frames = [i for i, line in enumerate(first_traceback) if line.lstrip().startswith('File "')]
+        exception = first_traceback[frames[-1] + 2 : frames[-1] + 4] if frames else first_traceback[-2:]
+        print("the first traceback in the server logs: the project's frames, then the exception")
+        print("\n".join([first_traceback[0], *own_frames, *exception]))
     benchlib.save_results(
         "crm_ingest",
         {

@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other, in full or with ``--quick``.
 
-    python bench/run_all.py            # full runs (about two minutes in all)
+    python bench/run_all.py            # full runs (about two and a half minutes in all)
     python bench/run_all.py --quick    # smoke runs (a few seconds each)
 
 Each benchmark prints its own table; this script prints how each ended and exits non-zero
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("feedback_capture.py", "outbox_relay.py")
+BENCHMARKS = ("feedback_capture.py", "outbox_relay.py", "crm_ingest.py")
 
 
 def main(argv: list[str] | None = None) -> int:

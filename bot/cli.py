@@ -151,8 +151,15 @@ def cmd_import(args: argparse.Namespace, env: Environment) -> int:
             on_skipped=reporter.skipped,
         )
     except CannotImport as exc:
+        reporter.clear()
         print(f"alignbot import: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        reporter.clear()
+        print(
+            "alignbot import: interrupted; the batches before are stored, and importing again is safe", file=sys.stderr
+        )
+        return 130
     finally:
         database.dispose()
     reporter.summary(path, summary)

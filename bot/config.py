@@ -420,6 +420,25 @@ class Crm(_Section):
     lead_url: str | None = None
     deal_url: str | None = None
 
+    @field_validator("lead_url", "deal_url")
+    @classmethod
+    def _pattern(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        placeholder = "{lead_id}" if info.field_name == "lead_url" else "{deal_id}"
+        if not value.startswith(("https://", "http://")) or placeholder not in value:
+            raise ValueError(f'expected a URL with {placeholder} in it, such as "https://crm.example/{placeholder}"')
+        return value
+
+
+DEFAULT_RECYCLE_REASONS = ("no_response", "bad_fit", "not_ready", "wrong_contact", "duplicate")
+
+
+class Leads(_Section):
+    """How leads go back to marketing: the reason codes a rep picks when recycling one from Slack."""
+
+    recycle_reasons: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")], ...] = DEFAULT_RECYCLE_REASONS
+
 
 class Alignment(_Section):
     """The whole agreed alignment, validated. Cross-references are checked too."""
@@ -437,6 +456,7 @@ class Alignment(_Section):
     scorecard: Scorecard = Scorecard()
     noise: Noise = Noise()
     crm: Crm = Crm()
+    leads: Leads = Leads()
 
     # --- look-ups used across the services ---
 

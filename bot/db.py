@@ -113,8 +113,7 @@ class Database:
         try:
             yield session
         finally:
-            session.rollback()
-            session.close()
+            session.close()  # ends the transaction; what was read stays readable
 
     def upgrade(self) -> None:
         """Run the Alembic migrations to head on this database."""

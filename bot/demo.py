@@ -22,10 +22,13 @@ import functools
 import json
 import logging
 import random
+import re
 import secrets
+import string
 import sys
 import tempfile
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,13 +40,17 @@ from sqlalchemy import func, select
 
 from bot.app import Dependencies, create_app
 from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environment, Person, load_alignment
+from bot.crm_signature import HEADER as SIGNATURE_HEADER
+from bot.crm_signature import sign as sign_crm_request
 from bot.db import Database
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action, Block
-from bot.models import OutboxMessage
+from bot.models import Deal, OutboxMessage
 from bot.outbox import OutboxRelay, relay_client
+from bot.services import wins
 from bot.slack_signing import SlackDriver
-from bot.transcript import Directory, Entry, EntryKind, Transcript, median_and_max
+from bot.transcript import CRM_WEBHOOK, Directory, Entry, EntryKind, Transcript, median_and_max
+from handlers import crm as crm_webhook
 from schedules.jobs import ScheduledJob, build_jobs
 
 BOT_TOKEN = "xoxb-alignbot-demo"  # noqa: S105 - the fake Slack only checks the "xoxb-" prefix
@@ -459,6 +466,571 @@ def _note(item: FeedbackPlan, rng: random.Random) -> str:
     return rng.choice(notes or list(GENERIC_NOTES)).replace("{competitor}", item.competitor or "")
 
 
+# --- what the CRM sends -----------------------------------------------------------------------
+
+CRM_SECRET = "demo-webhook-secret"  # noqa: S105 - signs the demo's own requests, in memory only
+CRM_SOURCE = "https://crm.northwind.example"  # when the config names no CRM URL
+CRM_NAME = "CRM"
+BACKFILL_CHUNK = 40  # events per batch of the CRM's first sync
+LISTED_EVENTS = 8  # a request with more events is summarised in the transcript
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A marketing campaign whose touches the CRM records.
+
+    ``tag`` picks it for a journey; ``short`` is how a rep names it in a sentence; ``owner`` is
+    the marketer who runs it, as an index into the marketers (individual contributors first).
+    """
+
+    name: str
+    kind: str
+    tag: str
+    short: str
+    owner: int
+
+
+CAMPAIGNS = (
+    Campaign("Webinar: One pipeline number both teams trust", "webinar", "webinar", "the one-number webinar", 0),
+    Campaign("Webinar: Lead scoring your SDRs will believe", "webinar", "webinar", "the lead-scoring webinar", 0),
+    Campaign("Webinar: Attribution without the arguments", "webinar", "webinar", "the attribution webinar", 0),
+    Campaign("SaaStr Annual 2026: booth demo", "event", "event", "the demo at our SaaStr booth", 1),
+    Campaign("RevOps Summit Chicago: customer dinner", "event", "event", "the Chicago customer dinner", 1),
+    Campaign("Boston data leaders roundtable", "event", "event", "the Boston roundtable", 1),
+    Campaign("CFO breakfast briefing, New York", "event", "exec", "the CFO breakfast", 3),
+    Campaign("Ebook: The 2026 RevOps benchmark report", "content", "content", "the benchmark report", 2),
+    Campaign("Guide: The speed-to-lead playbook", "content", "content", "the speed-to-lead playbook", 2),
+    Campaign("ROI calculator", "content", "content", "the ROI calculator", 2),
+    Campaign("LinkedIn ads: One number both teams trust", "ad", "ad", "a LinkedIn ad", 0),
+    Campaign("Google Ads: revenue analytics (search)", "ad", "ad", "a search ad", 0),
+    Campaign("G2 comparison page retargeting", "ad", "ad", "our G2 retargeting", 0),
+    Campaign("Nurture: data-team track, email 3", "email", "email", "the data-team nurture emails", 2),
+    Campaign("Newsletter: monthly product update", "email", "email", "the newsletter", 2),
+    Campaign("Website: demo request form", "web", "web", "the demo request form", 0),
+)
+
+#: An account's marketing touches by its part in the week, as campaign tags: before its lead was
+#: handed off, after it (both in the weeks before the demo), and during the demo week.
+JOURNEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "big": (("webinar", "content"), ("event", "ad"), ("email",)),
+    "split": (("ad", "webinar"), ("exec",), ("content",)),
+    "small": (("web",), (), ()),
+    "reopened": (("email",), ("webinar",), ()),
+    "lost": (("ad",), ("content", "event"), ()),
+}
+PIPELINE_TAGS = ("webinar", "content", "ad", "email", "event")
+
+FIRST_NAMES = (
+    "Maria", "James", "Aisha", "Tom", "Priyanka", "Lucas", "Hannah", "Kenji", "Olivia", "Marcus",
+    "Sofia", "Daniel", "Grace", "Noah", "Elena", "Ravi", "Fatima", "Ethan", "Mei", "Jonas",
+)  # fmt: skip
+LAST_NAMES = (
+    "Lopez", "Carter", "Bello", "Reed", "Sharma", "Meyer", "Novak", "Tanaka", "Brooks", "Grant",
+    "Rossi", "Kim", "Walsh", "Silva", "Petrov", "Iyer", "Okoro", "Lindqvist", "Duarte", "Nguyen",
+)  # fmt: skip
+CONTACT_ROLES = ("champion", "economic buyer", "technical evaluator")
+
+#: Why reps send leads back: a reason code when the config has it, else the rep's own words.
+RECYCLE_REASONS = (
+    ("not_ready", "Interested, but no budget until their new fiscal year in April."),
+    ("wrong_contact", "Student researching a class project, not a buyer."),
+    ("bad_fit", "12 employees and no data team: below our ICP."),
+)
+LOST_REASONS = (
+    "Went with {competitor}: 20% cheaper in year one, and their BI team already knows it.",
+    "No decision: budget frozen after a reorg. Revisit in Q2.",
+    "Building it in-house on their data warehouse.",
+)
+STORY = (
+    "Their RevOps lead came in through {first} and used {second} to make the case internally; "
+    "{third} got their CFO on board, and a two-week pilot on their own Salesforce data closed it."
+)
+
+
+@dataclass
+class PlannedEvent:
+    """One CloudEvent the CRM will send: ``time`` is when it happened in the CRM (UTC).
+
+    ``line`` says what it is, for the transcript, with names where the event has IDs.
+    """
+
+    id: str
+    type: str
+    time: dt.datetime
+    data: dict[str, Any]
+    line: str
+
+    def cloudevent(self, source: str) -> dict[str, Any]:
+        """The event in the JSON format of CloudEvents 1.0 (structured mode)."""
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": source,
+            "type": self.type,
+            "time": self.time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+
+
+@dataclass
+class CrmDelivery:
+    """One ``POST /crm/events`` the CRM makes at ``at``: one event, or a batch.
+
+    ``retry_of`` is set on a redelivery: when the CRM first sent the same events (same ids).
+    """
+
+    at: dt.datetime
+    events: list[PlannedEvent]
+    batch: bool = False
+    label: str = ""
+    retry_of: dt.datetime | None = None
+
+
+@dataclass
+class StoryPlan:
+    """The owner of a win telling how it was won, from the button in the win's thread."""
+
+    at: dt.datetime
+    owner: Person
+    deal_id: str
+    deal_name: str
+    text: str
+
+
+@dataclass
+class CrmPlan:
+    """What the CRM sends over the run, and what the owners of wins say about them."""
+
+    deliveries: list[CrmDelivery] = field(default_factory=list)
+    stories: list[StoryPlan] = field(default_factory=list)
+
+
+@dataclass
+class _Account:
+    id: str
+    name: str
+    role: str
+    domain: str
+    sdr: Person
+    ae: Person
+    contacts: list[tuple[str, str]] = field(default_factory=list)  # (name, email)
+    touches: list[tuple[dt.datetime, Campaign, tuple[str, str]]] = field(default_factory=list)
+    leads: list[tuple[str, str]] = field(default_factory=list)  # (lead ID, name)
+
+
+class CrmPlanner:
+    """Plans what the CRM sends: a history of touches and leads from the weeks before the run,
+    sent as batches at its start, then the run's touches, leads and deals at their moments.
+
+    The accounts come from :data:`ACCOUNTS`; the marketers, sales people and stages from the
+    alignment. Deals of the week, on its workdays: a win that is later reopened, a big win
+    (redelivered once) whose owner tells how it was won, a win whose credit is split four
+    ways and whose amount is corrected the next day, a small win for the daily digest, an
+    outbound win with no marketing touch, and two losses. With fewer than five workdays the
+    same script is squeezed into the ones there are.
+    """
+
+    def __init__(self, alignment: Alignment, rng: random.Random, start: dt.datetime, end: dt.datetime) -> None:
+        self.alignment = alignment
+        self.rng = rng
+        self.start, self.end = start, end
+        self.calendar = WorkCalendar(alignment)
+        self.tz = ZoneInfo(alignment.timezone)
+        managers = {p.manager.lower() for p in alignment.people if p.manager}
+        sales = [p for p in alignment.people if p.team == "sales"]
+        reps = [p for p in sales if p.email.lower() not in managers] or sales
+        self.aes, self.sdrs = reps[0::2], (reps[1::2] or reps)
+        marketing = [p for p in alignment.people if p.team == "marketing"]
+        self.marketers = [p for p in marketing if p.email.lower() not in managers]
+        self.marketers += [p for p in marketing if p.email.lower() in managers]
+        names = [s.name for s in alignment.stages]
+        handoff = alignment.sla[0].stage if alignment.sla else (names[1] if len(names) > 1 else None)
+        self.stages = names[names.index(handoff) :] if handoff in names else names[-1:]
+        self.competitors = list(alignment.feedback.competitors) or ["a competitor"]
+        first = start.astimezone(self.tz).date()
+        span = (end.astimezone(self.tz).date() - first).days
+        days = [first + dt.timedelta(days=i) for i in range(span)]
+        self.workdays = [d for d in days if self.calendar.is_workday(d)]
+        self.lead_stage: dict[str, str] = {}
+        self._names: set[str] = set()
+
+    # --- small pieces ---
+
+    def _id(self, prefix: str) -> str:
+        """A Salesforce-like record ID: a 3-character prefix for the object and 15 characters."""
+        return prefix + "".join(self.rng.choice(string.ascii_letters + string.digits) for _ in range(15))
+
+    def _event(self, type_: str, time: dt.datetime, data: dict[str, Any], line: str) -> PlannedEvent:
+        event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return PlannedEvent(event_id, type_, time.replace(microsecond=0), data, f"{type_} · {line}")
+
+    def _contact(self, account: _Account) -> tuple[str, str]:
+        for _ in range(100):
+            name = f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}"
+            if name not in self._names:
+                break
+        self._names.add(name)
+        contact = (name, f"{name.lower().replace(' ', '.')}@{account.domain}")
+        account.contacts.append(contact)
+        return contact
+
+    def _campaign(self, tag: str) -> Campaign:
+        return self.rng.choice([c for c in CAMPAIGNS if c.tag == tag] or list(CAMPAIGNS))
+
+    def _marketer(self, campaign: Campaign) -> Person | None:
+        return self.marketers[campaign.owner % len(self.marketers)] if self.marketers else None
+
+    def _local(self, day: dt.date, hour: float, person: Person | None = None) -> dt.datetime:
+        """``hour`` (with fractions) of ``day`` in ``person``'s timezone (else the company's), in UTC."""
+        midnight = dt.datetime.combine(day, dt.time(0), self.alignment.tz(person))
+        return (midnight + dt.timedelta(seconds=round(hour * 3600))).astimezone(dt.UTC)
+
+    def _later(self, moment: dt.datetime, low: int, high: int, person: Person) -> dt.datetime:
+        """``moment`` plus ``low`` to ``high`` minutes of ``person``'s working time."""
+        minutes = dt.timedelta(seconds=self.rng.randrange(low * 60, high * 60))
+        return self.calendar.add_working_time(moment, minutes, person)
+
+    def _workday_from(self, day: dt.date) -> dt.date:
+        """``day``, or the next company workday after it."""
+        for _ in range(30):
+            if self.calendar.is_workday(day):
+                return day
+            day += dt.timedelta(days=1)
+        return day
+
+    def _day(self, slot: int) -> dt.date | None:
+        """The workday of the script's ``slot`` (0-4), squeezed into fewer workdays if need be."""
+        n = len(self.workdays)
+        if n == 0:
+            return None
+        return self.workdays[slot] if n >= 5 else self.workdays[round(slot * (n - 1) / 4)]
+
+    # --- events ---
+
+    def _touch(
+        self, account: _Account, when: dt.datetime, tag: str, contact: tuple[str, str] | None = None
+    ) -> PlannedEvent:
+        campaign = self._campaign(tag)
+        contact = contact or (self.rng.choice(account.contacts) if account.contacts else self._contact(account))
+        account.touches.append((when, campaign, contact))
+        marketer = self._marketer(campaign)
+        data: dict[str, Any] = {
+            "touch_id": self._id("00v"),
+            "account_id": account.id,
+            "campaign": campaign.name,
+            "kind": campaign.kind,
+            "contact_email": contact[1],
+        }
+        if marketer:
+            data["marketing_owner_email"] = marketer.email
+        who = f" · {name_of(marketer)}" if marketer else ""
+        return self._event(
+            "touch.recorded", when, data, f"{account.name} · {campaign.name} ({campaign.kind}){who} · {contact[0]}"
+        )
+
+    def _handoff(self, account: _Account, when: dt.datetime) -> PlannedEvent:
+        """The lead of the account's latest touch, handed to its SDR in the first sales stage."""
+        lead_id = self._id("00Q")
+        _, campaign, (name, _) = account.touches[-1]
+        account.leads.append((lead_id, name))
+        self.lead_stage[lead_id] = self.stages[0]
+        score, grade = self.rng.randrange(62, 96), self.rng.choice("AAB")
+        data: dict[str, Any] = {
+            "lead_id": lead_id,
+            "owner_email": account.sdr.email,
+            "stage": self.stages[0],
+            "name": name,
+            "company": account.name,
+            "account_id": account.id,
+            "campaign": campaign.name,
+            "score": score,
+            "grade": grade,
+        }
+        line = f"{name}, {account.name} → {name_of(account.sdr)} as {self.stages[0]} (score {score}, grade {grade})"
+        return self._event("lead.handed_off", when, data, line)
+
+    def _contacted(self, account: _Account, lead: tuple[str, str], when: dt.datetime) -> PlannedEvent:
+        data = {"lead_id": lead[0], "by_email": account.sdr.email}
+        return self._event("lead.contacted", when, data, f"{lead[1]}, {account.name} · by {name_of(account.sdr)}")
+
+    def _stage(self, account: _Account, lead: tuple[str, str], stage: str, when: dt.datetime) -> PlannedEvent:
+        self.lead_stage[lead[0]] = stage
+        data = {"lead_id": lead[0], "stage": stage, "owner_email": account.ae.email}
+        return self._event(
+            "lead.stage_changed", when, data, f"{lead[1]}, {account.name} → {stage}, owner {name_of(account.ae)}"
+        )
+
+    def _recycled(self, account: _Account, lead: tuple[str, str], when: dt.datetime, index: int) -> PlannedEvent:
+        code, words = RECYCLE_REASONS[index % len(RECYCLE_REASONS)]
+        # A picklist value when the config has the code; a rep's own words otherwise, and once anyway.
+        reason = code if code in self.alignment.leads.recycle_reasons and index == 0 else words
+        data = {"lead_id": lead[0], "reason": reason, "by_email": account.sdr.email}
+        line = f"{lead[1]}, {account.name} · “{reason}” · by {name_of(account.sdr)}"
+        return self._event("lead.recycled", when, data, line)
+
+    def _won(
+        self, account: _Account, deal_id: str, name: str, amount: int, when: dt.datetime, *, sdr: bool = True
+    ) -> PlannedEvent:
+        data: dict[str, Any] = {
+            "deal_id": deal_id,
+            "name": name,
+            "account_id": account.id,
+            "amount": amount,
+            "currency": "USD",
+            "owner_email": account.ae.email,
+            "contacts": [
+                {"email": email, "role": CONTACT_ROLES[i % len(CONTACT_ROLES)]}
+                for i, (_, email) in enumerate(account.contacts[:3])
+            ],
+            "lead_ids": [lead_id for lead_id, _ in account.leads],
+        }
+        seller = f"owner {name_of(account.ae)}"
+        if sdr and account.sdr is not account.ae:
+            data["sdr_email"] = account.sdr.email
+            seller += f", SDR {name_of(account.sdr)}"
+        return self._event("deal.closed_won", when, data, f"{name} · {wins.format_amount(amount, 'USD')} · {seller}")
+
+    def _lost(self, account: _Account, name: str, amount: int, when: dt.datetime, reason: str) -> PlannedEvent:
+        data = {
+            "deal_id": self._id("006"),
+            "name": name,
+            "account_id": account.id,
+            "owner_email": account.ae.email,
+            "amount": amount,
+            "currency": "USD",
+            "reason": reason,
+        }
+        line = f"{name} · {wins.format_amount(amount, 'USD')} · owner {name_of(account.ae)} · “{reason}”"
+        return self._event("deal.closed_lost", when, data, line)
+
+    # --- the plan ---
+
+    def plan(self) -> CrmPlan:
+        """Everything the CRM sends, in arrival order, and the win stories."""
+        if not self.aes or not self.stages:
+            return CrmPlan()
+        names = self.rng.sample(ACCOUNTS, len(ACCOUNTS))
+        roles = ["big", "split", "small", "reopened", "lost", "lost", "pipeline", "pipeline", "outbound"]
+        roles += ["new"] * (len(names) - len(roles))
+        accounts = [
+            _Account(
+                id=self._id("001"),
+                name=name,
+                role=role,
+                domain=re.sub(r"[^a-z0-9]+", "", name.lower()) + ".example",
+                sdr=self.rng.choice(self.sdrs),
+                ae=self.rng.choice(self.aes),
+            )
+            for name, role in zip(names, roles, strict=False)
+        ]
+        history: list[PlannedEvent] = []
+        for account in accounts:
+            if account.role not in {"outbound", "new"}:
+                history += self._history(account)
+        history.sort(key=lambda e: e.time)
+        plan = CrmPlan()
+        chunks = [history[i : i + BACKFILL_CHUNK] for i in range(0, len(history), BACKFILL_CHUNK)]
+        for i, chunk in enumerate(chunks):
+            label = f"first sync, {i + 1} of {len(chunks)}"
+            plan.deliveries.append(CrmDelivery(self.start + dt.timedelta(seconds=20 * i), chunk, True, label))
+        self._week(accounts, plan)
+        plan.deliveries = [d for d in plan.deliveries if d.at < self.end]
+        plan.deliveries.sort(key=lambda d: d.at)
+        plan.stories = [s for s in plan.stories if s.at < self.end]
+        return plan
+
+    def _history(self, account: _Account) -> list[PlannedEvent]:
+        """The weeks before the run: touches over about three months, a lead handed off after the
+        first ones, contacted, and taken through the later stages for the accounts with deals."""
+        if account.role in JOURNEYS:
+            before, after, _ = JOURNEYS[account.role]
+        else:
+            before = (self.rng.choice(PIPELINE_TAGS),)
+            after = tuple(self.rng.sample(PIPELINE_TAGS, self.rng.randint(0, 2)))
+        count = len(before) + len(after)
+        ages = sorted(self.rng.sample(range(12, 100), count), reverse=True)  # days before the run
+        moments = [
+            self._local(self._workday_from((self.start - dt.timedelta(days=age)).astimezone(self.tz).date()), hour)
+            for age, hour in zip(ages, (self.rng.uniform(9, 17.5) for _ in ages), strict=True)
+        ]
+        for _ in range(3):
+            self._contact(account)
+        events = [self._touch(account, moments[i], tag) for i, tag in enumerate(before)]
+        handed = self._later(moments[len(before) - 1], 60, 8 * 60, account.sdr)
+        if after and handed >= moments[len(before)]:
+            handed = moments[len(before) - 1] + (moments[len(before)] - moments[len(before) - 1]) / 2
+        events.append(self._handoff(account, handed))
+        lead = account.leads[-1]
+        contacted = self._later(handed, 8, 150, account.sdr)
+        events.append(self._contacted(account, lead, contacted))
+        events += [self._touch(account, moments[len(before) + i], tag) for i, tag in enumerate(after)]
+        later = self.stages[1:]
+        if account.role == "pipeline":
+            later = later[:1] if self.rng.random() < 0.5 else []
+        moved = contacted
+        for stage in later:
+            moved = self._later(moved + dt.timedelta(days=self.rng.randint(6, 16)), 30, 6 * 60, account.ae)
+            if moved >= self.start - dt.timedelta(days=1):
+                break
+            events.append(self._stage(account, lead, stage, moved))
+        return events
+
+    def _week(self, accounts: list[_Account], plan: CrmPlan) -> None:
+        by_role: dict[str, list[_Account]] = {}
+        for account in accounts:
+            by_role.setdefault(account.role, []).append(account)
+        syncs: dict[dt.date, list[PlannedEvent]] = {}  # the marketing sync's touches, by day
+        closes: dict[str, dt.datetime] = {}  # account ID -> when its first deal of the week arrives
+
+        def single(event: PlannedEvent, low: int = 5, high: int = 150) -> CrmDelivery:
+            delivery = CrmDelivery(event.time + dt.timedelta(seconds=self.rng.randrange(low, high)), [event])
+            plan.deliveries.append(delivery)
+            return delivery
+
+        self._deals(by_role, plan, single, closes)
+        # Journey touches of the week, for the accounts that have one; none after a deal's close.
+        for account in accounts:
+            week = JOURNEYS.get(account.role, ((), (), ()))[2]
+            if account.role == "pipeline":
+                week = (self.rng.choice(PIPELINE_TAGS),)
+            for tag in week:
+                slot = {"big": 0, "split": 1}.get(account.role, self.rng.randrange(5))
+                day = self._day(slot)
+                if day is None:
+                    continue
+                when = self._local(day, self.rng.uniform(9, 16.5))
+                if account.id in closes and self._sync_time(day) >= closes[account.id]:
+                    continue  # it would reach alignbot after the win was posted
+                syncs.setdefault(day, []).append(self._touch(account, when, tag))
+        self._leads(by_role.get("pipeline", []) + by_role.get("new", []), plan, single, syncs)
+        for day, touches in sorted(syncs.items()):
+            touches.sort(key=lambda e: e.time)
+            at = max(self._sync_time(day), touches[-1].time + dt.timedelta(minutes=10))
+            plan.deliveries.append(CrmDelivery(at, touches, True, "the marketing sync of the day"))
+
+    def _sync_time(self, day: dt.date) -> dt.datetime:
+        """When the marketing-automation sync sends the day's touches: 18:45, company time."""
+        return self._local(day, 18.75)
+
+    def _deals(
+        self,
+        by_role: dict[str, list[_Account]],
+        plan: CrmPlan,
+        single: Callable[..., CrmDelivery],
+        closes: dict[str, dt.datetime],
+    ) -> None:
+        def when(slot: int, hour: float, account: _Account, after: dt.datetime | None = None) -> dt.datetime | None:
+            day = self._day(slot)
+            if day is None:
+                return None
+            moment = self._local(day, hour + self.rng.uniform(0, 0.4), account.ae)
+            if after is not None and moment <= after + dt.timedelta(minutes=30):
+                moment = after + dt.timedelta(hours=2)  # squeezed into one day: still after what it follows
+            return moment
+
+        def seats(low: int, high: int, step: int = 5) -> int:
+            return self.rng.randrange(low, high + 1, step)
+
+        def first(role: str) -> _Account | None:
+            found = by_role.get(role)
+            return found[0] if found else None
+
+        reopened, big, split = first("reopened"), first("big"), first("split")
+        small, outbound = first("small"), first("outbound")
+        # A win on the first day, reopened on the last: procurement sends the order form back.
+        if reopened and (at := when(0, 15, reopened)):
+            deal_id, count = self._id("006"), seats(30, 60)
+            name = f"{reopened.name} — Growth annual, {count} seats"
+            won = single(self._won(reopened, deal_id, name, count * 450, at))
+            closes[reopened.id] = won.at
+            if again := when(4, 10.25, reopened, after=won.at):
+                single(self._event("deal.reopened", again, {"deal_id": deal_id}, name))
+        # The big win, redelivered once by the CRM (same event, same id); its owner tells the story.
+        if big and (at := when(1, 11.5, big)):
+            deal_id, count = self._id("006"), seats(90, 180, 10)
+            name = f"{big.name} — Enterprise annual, {count} seats"
+            won = single(self._won(big, deal_id, name, count * 700, at), 20, 90)
+            closes[big.id] = won.at
+            plan.deliveries.append(
+                CrmDelivery(won.at + dt.timedelta(seconds=self.rng.randrange(90, 240)), won.events, retry_of=won.at)
+            )
+            story_at = when(2, 9.6, big, after=won.at)
+            if story_at is not None:
+                shorts = [c.short for _, c, _ in sorted(big.touches, key=lambda t: t[0])] + ["our team"] * 3
+                text = STORY.format(first=shorts[0], second=shorts[1], third=shorts[2])
+                plan.stories.append(StoryPlan(story_at, big.ae, deal_id, name, text[0].upper() + text[1:]))
+        # A win whose credit is split four ways; the next day its amount is corrected (seats added).
+        if split and (at := when(2, 10.2, split)):
+            deal_id, count = self._id("006"), seats(40, 90)
+            name = f"{split.name} — Growth annual"
+            won = single(self._won(split, deal_id, name, count * 450, at))
+            closes[split.id] = won.at
+            if again := when(3, 14.5, split, after=won.at):
+                corrected = self._won(split, deal_id, name, (count + self.rng.choice((4, 6, 8, 10))) * 450, again)
+                corrected.line += " (amount corrected: seats added before countersigning)"
+                single(corrected)
+        # A small win: it waits for the 17:00 digest of smaller wins.
+        if small and (at := when(2, 13, small)):
+            count = seats(8, 15, 1)
+            won = single(self._won(small, self._id("006"), f"{small.name} — Starter, {count} seats", count * 300, at))
+            closes[small.id] = won.at
+        # An outbound win: the SDR prospected it, marketing never touched the account.
+        if outbound and (at := when(3, 11, outbound)):
+            count = seats(50, 80)
+            name = f"{outbound.name} — Growth annual, 2 years"
+            single(self._won(outbound, self._id("006"), name, count * 450 * 2, at))
+        for i, account in enumerate(by_role.get("lost", [])[:2]):
+            if at := when(1 + 2 * i, 16 if i == 0 else 15.5, account):
+                reason = LOST_REASONS[i % len(LOST_REASONS)].format(competitor=self.rng.choice(self.competitors))
+                lost = self._lost(account, f"{account.name} — Team plan", seats(20, 60) * 450, at, reason)
+                # The second loss reaches alignbot hours late: logged from a phone, synced that evening.
+                single(lost, *((2 * 3600, 4 * 3600) if i == 1 else (5, 150)))
+
+    def _leads(
+        self,
+        accounts: list[_Account],
+        plan: CrmPlan,
+        single: Callable[..., CrmDelivery],
+        syncs: dict[dt.date, list[PlannedEvent]],
+    ) -> None:
+        """New leads each workday: a touch brings them in, an SDR gets them in working hours and
+        calls (most within two hours, one late, one logged late); some go back to marketing;
+        a lead of the weeks before moves on every other day."""
+        if not accounts:
+            return
+        index = 0
+        for number, day in enumerate(self.workdays):
+            for _ in range(self.rng.randint(1, 2)):
+                account = self.rng.choice(accounts)
+                handed = self._local(day, self.rng.uniform(9.5, 15.5), account.sdr)
+                touch_at = handed - dt.timedelta(minutes=self.rng.randrange(30, 240))
+                tag = self.rng.choice(("webinar", "content", "web", "ad"))
+                touch = self._touch(account, touch_at, tag, self._contact(account))
+                syncs.setdefault(touch_at.astimezone(self.tz).date(), []).append(touch)
+                single(self._handoff(account, handed), 3, 60)
+                lead = account.leads[-1]
+                if index == 4:  # sent back without a call: the form says student
+                    back = self._later(handed, 20, 70, account.sdr)
+                    single(self._recycled(account, lead, back, 1))
+                else:
+                    low, high = (200, 225) if index == 1 else (8, 100)  # once, close to the 4-hour SLA
+                    called = self._later(handed, low, high, account.sdr)
+                    delivery = single(self._contacted(account, lead, called), *((1200, 1800) if index == 3 else ()))
+                    if index == 2 and number + 1 < len(self.workdays):  # next day: not ready to buy
+                        back = self._local(self.workdays[number + 1], self.rng.uniform(10, 12), account.sdr)
+                        single(self._recycled(account, lead, max(back, delivery.at), 0))
+                index += 1
+            if number in (1, 3):  # a lead of the weeks before moves to the next stage
+                for account in (a for a in accounts if a.role == "pipeline" and a.leads):
+                    lead = account.leads[0]
+                    following = self.stages[self.stages.index(self.lead_stage[lead[0]]) + 1 :]
+                    if following:
+                        moved = self._local(day, self.rng.uniform(11, 16), account.ae)
+                        single(self._stage(account, lead, following[0], moved))
+                        break
+
+
 # --- recording what Slack received ------------------------------------------------------------
 
 
@@ -475,6 +1047,7 @@ class Recorder:
         self.alignment = alignment
         self.actor: Person | None = None
         self.place: str = alignment.channels.sales
+        self.thread: str | None = None
         self.posts: dict[str, SlackCall] = {}  # outbox key -> the chat.postMessage Slack received
         self.failed: list[SlackCall] = []
         self._lock = threading.Lock()
@@ -495,8 +1068,17 @@ class Recorder:
             key = ((body.get("metadata") or {}).get("event_payload") or {}).get("key")
             if key:
                 self.posts[str(key)] = call
+            thread = body.get("thread_ts")
             self.transcript.add(
-                Entry(at, str(body.get("channel")), BOT_NAME, "message", payload=body, ts=call.response.get("ts"))
+                Entry(
+                    at,
+                    str(body.get("channel")),
+                    BOT_NAME,
+                    "message",
+                    payload=body,
+                    ts=call.response.get("ts"),
+                    thread=str(thread) if thread else None,
+                )
             )
         elif call.method == "chat.update":
             self.transcript.add(
@@ -506,26 +1088,48 @@ class Recorder:
             user = self.alignment.person_by_slack_id(str(body.get("user")))
             shown = name_of(user) if user else str(body.get("user"))
             self.transcript.add(
-                Entry(at, str(body.get("channel")), BOT_NAME, "ephemeral", payload=body, visible_to=shown)
+                Entry(
+                    at,
+                    str(body.get("channel")),
+                    BOT_NAME,
+                    "ephemeral",
+                    payload=body,
+                    visible_to=shown,
+                    thread=body.get("thread_ts") or None,
+                )
             )
         elif call.method in {"views.open", "views.push"} and isinstance(body.get("view"), dict):
-            self.transcript.add(Entry(at, self.place, BOT_NAME, "modal", payload=body["view"], visible_to=viewer))
+            self.transcript.add(
+                Entry(at, self.place, BOT_NAME, "modal", payload=body["view"], visible_to=viewer, thread=self.thread)
+            )
         elif call.method == "views.update" and isinstance(body.get("view"), dict):
             self.transcript.add(
-                Entry(at, self.place, BOT_NAME, "modal", "updated", payload=body["view"], visible_to=viewer)
+                Entry(
+                    at,
+                    self.place,
+                    BOT_NAME,
+                    "modal",
+                    "updated",
+                    payload=body["view"],
+                    visible_to=viewer,
+                    thread=self.thread,
+                )
             )
         elif call.method == "response_url":
             kind: EntryKind = "message" if body.get("response_type") == "in_channel" else "ephemeral"
-            self.transcript.add(Entry(at, self.place, BOT_NAME, kind, payload=body, visible_to=viewer))
+            self.transcript.add(
+                Entry(at, self.place, BOT_NAME, kind, payload=body, visible_to=viewer, thread=self.thread)
+            )
 
     @contextlib.contextmanager
-    def acting(self, person: Person, place: str) -> Iterator[None]:
-        """Attribute the calls made while ``person`` does something in ``place`` to them."""
-        self.actor, self.place = person, place
+    def acting(self, person: Person, place: str, thread: str | None = None) -> Iterator[None]:
+        """Attribute the calls made while ``person`` does something in ``place`` (in the
+        ``thread`` of a message, if given) to them."""
+        self.actor, self.place, self.thread = person, place, thread
         try:
             yield
         finally:
-            self.actor = None
+            self.actor, self.thread = None, None
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -573,12 +1177,37 @@ def run_demo(
         return _Demo(alignment, days=days, seed=seed, today=today, config=config).run(out, html)
 
 
+@dataclass
+class CrmTally:
+    """What the CRM sent over the run and what ``POST /crm/events`` answered."""
+
+    requests: int = 0
+    batches: int = 0
+    events: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    rejected: int = 0  # requests answered other than 202
+
+    def count(self, delivery: CrmDelivery, answer: crm_webhook.Answer) -> None:
+        self.requests += 1
+        self.batches += delivery.batch
+        self.events += len(delivery.events)
+        if answer.status != 202:
+            self.rejected += 1
+            return
+        self.accepted += int(answer.body.get("accepted", 0))
+        self.duplicates += int(answer.body.get("duplicates", 0))
+        self.ignored += int(answer.body.get("ignored", 0))
+
+
 class _Demo:
     """One run: the plan, the simulated clock, and what was recorded."""
 
     slack: SlackDriver
     fake: FakeSlack
     relay: OutboxRelay
+    crm: Callable[[Mapping[str, str], bytes], crm_webhook.Answer]
 
     def __init__(
         self, alignment: Alignment, *, days: int, seed: int, today: dt.date | None, config: str | None
@@ -600,6 +1229,9 @@ class _Demo:
         self.directory = Directory(users=users, channels=channels)
         self.transcript = Transcript(self.directory, self.tz, bot_name=BOT_NAME)
         self.recorder = Recorder(self.transcript, self.clock, alignment)
+        self.crm_tally = CrmTally()
+        lead_url = alignment.crm.deal_url or alignment.crm.lead_url
+        self.crm_source = "/".join(lead_url.split("/")[:3]) if lead_url else CRM_SOURCE
 
     def run(self, out: TextIO, html: str | None) -> int:
         """Replay the week, then print the transcript and the summary (and write the page)."""
@@ -623,6 +1255,7 @@ class _Demo:
                 )
                 deps = Dependencies(alignment=self.alignment, database=database, clock=self.clock.now)
                 self.slack = SlackDriver(create_app(env, deps), fake, secret)
+                self.crm = crm_webhook.handle(deps, (CRM_SECRET,))
                 self.fake = fake
                 self.relay = OutboxRelay(
                     database, relay_client(BOT_TOKEN, fake.url, timeout=5), clock=self.clock.now, pace=0
@@ -651,6 +1284,8 @@ class _Demo:
     def _steps(self, jobs: list[ScheduledJob]) -> list[_Step]:
         """What people do and every job occurrence, in time order (ties: in the order planned)."""
         items, acts = plan_week(self.alignment, self.rng, self.start, self.end)
+        # The CRM has its own stream of chance, so the feedback of a seed is the same with or without it.
+        crm = CrmPlanner(self.alignment, random.Random(f"crm:{self.seed}"), self.start, self.end).plan()
         steps: list[_Step] = []
 
         def add(at: dt.datetime, run: Callable[[], None]) -> None:
@@ -660,6 +1295,10 @@ class _Demo:
             add(item.at, functools.partial(self._send_feedback, item))
         for act in acts:
             add(act.at, functools.partial(self._act_on, act))
+        for delivery in crm.deliveries:
+            add(delivery.at, functools.partial(self._post_crm_events, delivery))
+        for story in crm.stories:
+            add(story.at, functools.partial(self._tell_story, story))
         for job in jobs:
             for occurrence in job.occurrences(self.start, self.end):
                 if occurrence < self.end:
@@ -744,7 +1383,9 @@ class _Demo:
             kind: EntryKind = "message" if data.get("response_type") == "in_channel" else "ephemeral"
             self.transcript.add(Entry(now, where, BOT_NAME, kind, payload=data, visible_to=name_of(person)))
 
-    def _submit(self, person: Person, view: dict[str, Any], values: dict[str, Any], where: str) -> None:
+    def _submit(
+        self, person: Person, view: dict[str, Any], values: dict[str, Any], where: str, thread: str | None = None
+    ) -> None:
         title = str((view.get("title") or {}).get("text") or "the form")
         self.transcript.add(
             Entry(
@@ -755,9 +1396,10 @@ class _Demo:
                 f"submitted “{title}”",
                 details=describe_submission(view, values),
                 from_bot=False,
+                thread=thread,
             )
         )
-        with self.recorder.acting(person, where):
+        with self.recorder.acting(person, where, thread):
             response = self.slack.submit(view, values, user=str(person.slack_id))
             self._answer(person, where, response.body)
 
@@ -788,6 +1430,117 @@ class _Demo:
             return
         self._pause(60, 240)  # writes the note
         self._submit(act.marketer, opened[-1].body["view"], {Block.NOTE.value: act.note}, voc)
+
+    def _post_crm_events(self, delivery: CrmDelivery) -> None:
+        """The CRM calls ``POST /crm/events`` with a really signed body: one event or a batch."""
+        events = [e.cloudevent(self.crm_source) for e in delivery.events]
+        if delivery.batch:
+            content_type, body = crm_webhook.BATCH, json.dumps(events).encode()
+        else:
+            content_type, body = crm_webhook.STRUCTURED, json.dumps(events[0]).encode()
+        # Signed now, on the wall clock: the endpoint checks the signature's age against it.
+        headers = {"Content-Type": content_type, SIGNATURE_HEADER: sign_crm_request(CRM_SECRET, body)}
+        answer = self.crm(headers, body)
+        self.crm_tally.count(delivery, answer)
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                CRM_WEBHOOK,
+                CRM_NAME,
+                "request",
+                self._request_text(delivery, answer),
+                details=self._request_details(delivery, answer),
+                from_bot=False,
+            )
+        )
+
+    def _request_text(self, delivery: CrmDelivery, answer: crm_webhook.Answer) -> str:
+        if delivery.batch:
+            sent = f"sent a batch of {len(delivery.events)} events ({delivery.label})"
+        else:
+            sent = f"sent {delivery.events[0].type}" + (" again" if delivery.retry_of else "")
+        if answer.status != 202:
+            return f"{sent} → {answer.status}, rejected"
+        counts = answer.body
+        told = [f"{counts.get('accepted', 0)} accepted"]
+        if counts.get("duplicates"):
+            told.append(f"{counts['duplicates']} duplicate{'s' if counts['duplicates'] != 1 else ''}")
+        if counts.get("ignored"):
+            told.append(f"{counts['ignored']} ignored")
+        return f"{sent} → 202, " + ", ".join(told)
+
+    def _request_details(self, delivery: CrmDelivery, answer: crm_webhook.Answer) -> tuple[str, ...]:
+        lines: list[str] = []
+        if delivery.retry_of is not None:
+            first = self._moment(delivery.retry_of, delivery.at)
+            lines.append(f"a redelivery of the event sent at {first}: same source, same id, so it is stored once")
+        if len(delivery.events) > LISTED_EVENTS:
+            by_type = Counter(e.type for e in delivery.events)
+            lines.append(" · ".join(f"{count} {kind}" for kind, count in by_type.most_common()))
+            times = [e.time.astimezone(self.tz) for e in delivery.events]
+            accounts = sorted({str(e.data.get("account_id")) for e in delivery.events if e.data.get("account_id")})
+            lines.append(
+                f"happened from {min(times):%b} {min(times).day} to {max(times):%b} {max(times).day}"
+                f", on {len(accounts)} account{'s' if len(accounts) != 1 else ''}"
+            )
+        else:
+            for event in delivery.events:
+                lateness = delivery.at - event.time
+                late = ""
+                if lateness >= dt.timedelta(minutes=5):
+                    happened = self._moment(event.time, delivery.at)
+                    late = f" · happened at {happened}, {duration_text(lateness)} before it arrived"
+                lines.append(event.line + late)
+        if answer.status != 202:
+            lines += [f"{e.get('path')}: {e.get('message')}" for e in answer.body.get("errors", [])][:5]
+            lines += [str(answer.body["error"])] if "error" in answer.body else []
+        return tuple(lines)
+
+    def _moment(self, moment: dt.datetime, reference: dt.datetime) -> str:
+        """``14:05``, or ``Mon Oct 12 14:05`` when not on the local day of ``reference``."""
+        local = moment.astimezone(self.tz)
+        if local.date() == reference.astimezone(self.tz).date():
+            return f"{local:%H:%M}"
+        return f"{local:%a %b} {local.day} {local:%H:%M}"
+
+    def _tell_story(self, story: StoryPlan) -> None:
+        """The owner clicks "Share how we won" in the win's thread and submits one line."""
+        journey = self.recorder.posts.get(wins.journey_key(story.deal_id))
+        if journey is None:
+            return
+        button = next(
+            (
+                block["accessory"]
+                for block in journey.body.get("blocks") or []
+                if (block.get("accessory") or {}).get("action_id") == Action.WIN_STORY.value
+            ),
+            None,
+        )
+        if button is None:
+            return
+        channel, thread = self.alignment.channels.wins, str(journey.body.get("thread_ts") or "")
+        label = " ".join(str((button.get("text") or {}).get("text") or "").split())
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                channel,
+                name_of(story.owner),
+                "action",
+                f"clicked [{label}] on the journey of {story.deal_name}",
+                from_bot=False,
+                thread=thread,
+            )
+        )
+        # SlackDriver.click finds buttons in actions blocks; this one is a section's accessory.
+        message = {"blocks": [{"type": "actions", "elements": [button]}]}
+        with self.recorder.acting(story.owner, channel, thread):
+            opened_before = len(self.fake.calls_to("views.open"))
+            self.slack.click(message, Action.WIN_STORY.value, user=str(story.owner.slack_id), channel=channel)
+            opened = self.fake.calls_to("views.open")
+        if len(opened) == opened_before:
+            return
+        self._pause(60, 180)  # thinks of the one line
+        self._submit(story.owner, opened[-1].body["view"], {Block.STORY.value: story.text}, channel, thread)
 
     # --- the report ---
 
@@ -852,8 +1605,39 @@ class _Demo:
             lines.append(f"  {pending} message(s) still queued when the simulation ended (due after its end)")
         if failed:
             lines.append(f"  {failed} message(s) could NOT be delivered: see the warnings above")
-        lines += ["", *self._dm_lines()]
+        lines += ["", *self._crm_lines(), "", *self._deal_lines(database), "", *self._dm_lines()]
         return lines, failed + len(self.recorder.failed)
+
+    def _crm_lines(self) -> list[str]:
+        """What the CRM sent and what the endpoint answered."""
+        tally = self.crm_tally
+        singles = tally.requests - tally.batches
+        kinds = f"{tally.batches} batch{'es' * (tally.batches != 1)}, {singles} single event{'s' * (singles != 1)}"
+        return [
+            f"CRM events in ({CRM_WEBHOOK}): {tally.events} sent in {tally.requests} signed requests ({kinds})",
+            f"  {tally.accepted} accepted, {tally.duplicates} duplicate{'s' if tally.duplicates != 1 else ''} "
+            f"(redelivered, stored once), {tally.ignored} ignored, "
+            f"{tally.rejected} request{'s' if tally.rejected != 1 else ''} rejected",
+        ]
+
+    def _deal_lines(self, database: Database) -> list[str]:
+        """The deals the CRM closed, and how each reached #wins (or did not)."""
+        with database.session() as session:
+            deals = list(session.scalars(select(Deal)))
+        won = [d for d in deals if d.status != "lost"]
+        posted = sum(1 for d in won if d.announced_as == "post")
+        digested = sum(1 for d in won if d.announced_as == "digest" and d.digest_key)
+        waiting = sum(1 for d in won if d.announced_as == "digest" and not d.digest_key)
+        withdrawn = sum(1 for d in won if d.status == "reopened" and d.announced_as == "post")
+        lost = len(deals) - len(won)
+        wins_channel = self.directory.where(self.alignment.channels.wins)
+        parts = [f"{posted} announced in {wins_channel}", f"{digested} in the daily digest of smaller wins"]
+        if waiting:
+            parts.append(f"{waiting} waiting for the next digest")
+        return [
+            f"Deals closed: {len(won)} won ({', '.join(parts)}), {lost} lost (not announced)",
+            *([f"  {withdrawn} reopened after its announcement: its post is marked withdrawn"] if withdrawn else []),
+        ]
 
     def _dm_lines(self) -> list[str]:
         """Bot DMs per person per workday (their own workdays and timezone), zero-days included."""
@@ -895,6 +1679,18 @@ class _Demo:
                 else []
             ),
         ]
+
+
+def duration_text(span: dt.timedelta) -> str:
+    """``25 min``, ``4 h 10 min``, ``3 days``: how long, the way people say it."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 24 * 60:
+        hours, rest = divmod(minutes, 60)
+        return f"{hours} h" + (f" {rest} min" if rest else "")
+    days = minutes // (24 * 60)
+    return f"{days} day{'s' if days != 1 else ''}"
 
 
 def describe_submission(view: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, ...]:

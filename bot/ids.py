@@ -7,12 +7,15 @@ class Action(StrEnum):
     FEEDBACK_ACTED_ON = "feedback_acted_on"
     WIN_STORY = "win_story"
     OPEN_IN_CRM = "open_in_crm"
+    SLA_CONTACTED = "sla_contacted"
+    SLA_RECYCLE = "sla_recycle"
 
 
 class View(StrEnum):
     FEEDBACK_NEW = "feedback_new"
     FEEDBACK_ACTED_ON = "feedback_acted_on"
     WIN_STORY = "win_story"
+    SLA_RECYCLE = "sla_recycle"
 
 
 class Block(StrEnum):
@@ -22,6 +25,7 @@ class Block(StrEnum):
     STRENGTH = "strength"
     NOTE = "note"
     STORY = "story"
+    REASON = "reason"
 
 
 class Field(StrEnum):

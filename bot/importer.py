@@ -262,7 +262,10 @@ def _csv_records(lines: _LineReader) -> Iterator[tuple[int, object]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CannotImport(f"line {first}: the file is not readable as CSV: {exc}") from exc
+            raise CannotImport(
+                f"line {first}: not readable as CSV ({exc}): an unclosed quote? "
+                "The events before it are stored; fix the file and import it again"
+            ) from exc
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
@@ -303,9 +306,8 @@ def check_database(database: Database) -> None:
         raise CannotImport(f"cannot reach the database at {where}: {exc.__class__.__name__}: {exc}") from exc
     missing = sorted(set(Base.metadata.tables) - existing)
     if missing:
-        raise CannotImport(
-            f"the database at {where} is not migrated (no {missing[0]} table): run alignbot db upgrade first"
-        )
+        what = "has no alignbot tables" if len(missing) == len(Base.metadata.tables) else f"lacks {', '.join(missing)}"
+        raise CannotImport(f"the database at {where} {what}: run alignbot db upgrade first")
 
 
 def import_file(
@@ -422,16 +424,16 @@ class Reporter:
 
     def __init__(
         self,
-        out: IO[str] = sys.stdout,
-        err: IO[str] = sys.stderr,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
         *,
         tty: bool | None = None,
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.out = out
-        self.err = err
-        self.tty = err.isatty() if tty is None else tty
+        self.out = out or sys.stdout  # looked up now, not at import: tests and callers swap them
+        self.err = err or sys.stderr
+        self.tty = self.err.isatty() if tty is None else tty
         self.every = every if not self.tty else 0.2  # a bar redraws often; a log line seldom
         self.clock = clock
         self.last_shown = clock()
@@ -445,7 +447,7 @@ class Reporter:
             self.hidden += 1
             return
         self.shown += 1
-        self._clear_bar()
+        self.clear()
         for text in line.describe():
             print(text, file=self.out)
         self.out.flush()
@@ -471,7 +473,8 @@ class Reporter:
             self.err.write(f"import: {figures}\n")
         self.err.flush()
 
-    def _clear_bar(self) -> None:
+    def clear(self) -> None:
+        """Erase the progress bar, so that what is printed next starts on a clean line."""
         if self.bar_shown:
             self.err.write("\r\x1b[K")  # so a printed line does not land on the bar
             self.err.flush()
@@ -479,7 +482,7 @@ class Reporter:
 
     def summary(self, path: Path, summary: ImportSummary) -> None:
         """The final report: the counts, what the skipped were, the time it took."""
-        self._clear_bar()
+        self.clear()
         if self.hidden:
             print(f"... and {self.hidden:,} more invalid line(s) not shown", file=self.out)
         rows = [

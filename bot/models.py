@@ -202,3 +202,43 @@ class Deal(Base):
     digest_key: Mapped[str | None] = mapped_column(String(64))
     story: Mapped[str | None] = mapped_column(Text)
     story_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class SlaClock(Base):
+    """One SLA clock of one lead: started when the lead entered the SLA's stage, due in business time.
+
+    ``next_check_at`` is when the clock process must look at it next (the yellow flag, then the
+    deadline); NULL once nothing more can happen. The tick reads it through an index, so its
+    cost follows the clocks due, not all the open ones.
+    """
+
+    __tablename__ = "sla_clocks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(255))
+    sla_name: Mapped[str] = mapped_column(String(100))
+    sla_version: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(40))
+    owner_email: Mapped[str] = mapped_column(String(320), index=True)
+    started_at: Mapped[dt.datetime]
+    warn_at: Mapped[dt.datetime]
+    due_at: Mapped[dt.datetime]
+    state: Mapped[str] = mapped_column(String(16))  # open | met | met_late | breached | stopped
+    stopped_at: Mapped[dt.datetime | None]
+    stopped_by: Mapped[str | None] = mapped_column(String(64))  # the event type that stopped it
+    reassignments: Mapped[list[dict[str, Any]]]  # [{"at", "from", "to"}] in CRM time order
+    next_check_at: Mapped[dt.datetime | None]
+    warned_at: Mapped[dt.datetime | None]  # the yellow flag was queued
+    escalated_at: Mapped[dt.datetime | None]  # the red flag was queued
+    corrected_at: Mapped[dt.datetime | None]  # a correction followed a red flag
+    updated_at: Mapped[dt.datetime]
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "sla_name", "started_at", name="uq_sla_clocks_lead_sla_start"),
+        Index(
+            "ix_sla_clocks_next_check",
+            "next_check_at",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+            sqlite_where=text("next_check_at IS NOT NULL"),
+        ),
+    )

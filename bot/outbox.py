@@ -259,6 +259,7 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._pass_lock = threading.Lock()
         self._dm_conversations: dict[str, str] = {}
+        self._users_by_email: dict[str, str] = {}
         self._next_due: dt.datetime | None = None
         self._blocked_until: dict[str, dt.datetime] = {}  # channels whose next send cannot be before then
         self._woken_lock = threading.Lock()
@@ -421,7 +422,7 @@ class OutboxRelay:
             msg = session.scalars(query).first()
             if msg is None:
                 return None
-            args = dict(msg.payload)
+            args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
             if not self._resolve_references(session, msg, args):
                 if msg.failed_at is None:
                     msg.next_attempt_at = now + dt.timedelta(seconds=1)
@@ -560,7 +561,33 @@ class OutboxRelay:
                 args["channel"] = ref.conversation or ref.channel
         return True
 
+    def _lookup_user(self, email: str) -> str | _Result:
+        """The Slack user ID of an email (``users.lookupByEmail``), cached for the relay's life."""
+        if email in self._users_by_email:
+            return self._users_by_email[email]
+        try:
+            response = self.client.users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if error == "users_not_found":
+                return _Result(
+                    _Outcome.FAILED, error=f"no Slack user has the email {email}; add slack_id to [[people]]"
+                )
+            if exc.response.status_code == 429:
+                return _Result(_Outcome.RETRY, error=error, retry_after=retry_after_seconds(exc.response.headers))
+            return _Result(_Outcome.RETRY, error=error)
+        except (urllib.error.URLError, OSError) as exc:
+            return _Result(_Outcome.RETRY, error=f"connection error: {exc}")
+        user_id = str(response["user"]["id"])
+        self._users_by_email[email] = user_id
+        return user_id
+
     def _send(self, method: str, channel: str, key: str, args: dict[str, Any]) -> _Result:
+        if channel.startswith("email:"):  # a person with no slack_id in the config
+            resolved = self._lookup_user(channel.removeprefix("email:"))
+            if isinstance(resolved, _Result):
+                return resolved
+            channel = resolved
         body = {"channel": channel, **args}
         if method == "chat.postMessage":
             body.setdefault("metadata", {"event_type": METADATA_EVENT, "event_payload": {"key": key}})

@@ -63,6 +63,17 @@ def local_time(moment: dt.datetime, tz: str, fmt: str = "%a %b %-d, %H:%M %Z") -
     return moment.astimezone(ZoneInfo(tz)).strftime(fmt)
 
 
+def duration(value: dt.timedelta | None) -> str:
+    """``2h 15m``, ``45m``, ``3d 2h``: a span as people say it (rounded to the minute)."""
+    if value is None:
+        return "?"
+    minutes = max(round(value.total_seconds() / 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{mins}m" if mins and not days else ""]
+    return " ".join(p for p in parts if p) or "0m"
+
+
 def blockquote(value: object) -> str:
     """Escaped text shown as a Slack quote, every line prefixed by the quote marker."""
     return "\n".join(">" + line for line in slack_escape(value).splitlines() or [""])
@@ -114,6 +125,7 @@ def environment() -> Environment:
     env.filters["slack_date"] = slack_date
     env.filters["join_count"] = join_count
     env.filters["who"] = who
+    env.filters["duration"] = duration
     env.globals["delta_day"] = dt.timedelta(days=1)
     env.globals.update(Action=ids.Action, View=ids.View, Block=ids.Block, Field=ids.Field)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}

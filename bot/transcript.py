@@ -28,7 +28,10 @@ from markupsafe import Markup
 
 import templates as _templates_package
 
-EntryKind = Literal["message", "edit", "ephemeral", "modal", "typed", "action"]
+EntryKind = Literal["message", "edit", "ephemeral", "modal", "typed", "action", "request"]
+
+#: Where the CRM's requests are shown: not a Slack conversation, the app's webhook.
+CRM_WEBHOOK = "POST /crm/events"
 
 #: The emoji the bot's templates use, and a few common ones; others stay as ``:name:``.
 EMOJI = {
@@ -65,6 +68,8 @@ EMOJI = {
     "rocket": "🚀",
     "clipboard": "📋",
     "information_source": "ℹ️",  # noqa: RUF001 - the emoji itself
+    "rewind": "⏪",
+    "sparkles": "✨",
 }
 
 _ENTITY = re.compile(r"<([^<>\n]*)>")
@@ -117,7 +122,10 @@ class Directory:
         return None
 
     def where(self, conversation: str) -> str:
-        """``#voice-of-customer``, or ``DM → Ava Ross`` for a direct message with the bot."""
+        """``#voice-of-customer``, ``DM → Ava Ross`` for a direct message with the bot, or
+        ``POST /crm/events`` for what the CRM sent."""
+        if conversation == CRM_WEBHOOK:
+            return CRM_WEBHOOK
         user = self.dm_user(conversation)
         if user is not None:
             return f"DM → {self.user(user)}"
@@ -474,13 +482,16 @@ def message_to_html(message: Mapping[str, Any], directory: Directory) -> Markup:
 
 @dataclass(frozen=True)
 class Entry:
-    """One thing that happened in Slack, as the people involved saw it.
+    """One thing that happened in Slack (or at the app's door), as the people involved saw it.
 
     ``kind``: ``message`` (the bot posted), ``edit`` (the bot updated its message ``edits``),
     ``ephemeral`` (an answer only ``visible_to`` saw), ``modal`` (a form opened for
     ``visible_to``; ``payload`` is the view), ``typed`` (a person typed ``text``), ``action``
-    (a person clicked or submitted: ``text`` says what, ``details`` the values).
-    ``conversation`` is a channel ID, or a user ID for the DM between that person and the bot.
+    (a person clicked or submitted: ``text`` says what, ``details`` the values), ``request``
+    (the CRM called :data:`CRM_WEBHOOK`: ``text`` says what it sent and the answer, ``details``
+    the events).
+    ``conversation`` is a channel ID, a user ID for the DM between that person and the bot, or
+    :data:`CRM_WEBHOOK`. ``thread`` is the ``ts`` of the message whose thread it happened in.
     """
 
     at: dt.datetime
@@ -494,6 +505,7 @@ class Entry:
     edits: str | None = None
     details: tuple[str, ...] = ()
     from_bot: bool = True
+    thread: str | None = None
 
 
 def clock_text(moment: dt.datetime, tz: ZoneInfo) -> str:
@@ -544,6 +556,28 @@ class Transcript:
             None,
         )
 
+    def _parent(self, entry: Entry) -> Entry | None:
+        """The message whose thread ``entry`` is in, if it was recorded."""
+        if entry.thread is None:
+            return None
+        return next(
+            (
+                e
+                for e in self.entries
+                if e.kind == "message"
+                and e.ts == entry.thread
+                and e.thread is None
+                and self._same_place(e.conversation, entry.conversation)
+            ),
+            None,
+        )
+
+    def _thread_title(self, parent: Entry, width: int = 60) -> str:
+        """A message named by its first line, as Slack names a thread: ``🏆 Big win: Quarry Labs``."""
+        first = next((line for line in message_to_text(parent.payload, self.directory) if line.strip()), "")
+        title = first.strip().strip("*~_").strip()
+        return title if len(title) <= width else title[: width - 1].rstrip() + "…"
+
     def _same_place(self, a: str, b: str) -> bool:
         return a == b or (self.directory.dm_user(a) or a) == (self.directory.dm_user(b) or b)
 
@@ -556,10 +590,15 @@ class Transcript:
         """One entry: a heading line (when, where, who) and its body, indented."""
         when = clock_text(entry.at, self.tz)
         where = self.directory.where(entry.conversation)
+        # An edit of a reply is in the thread of the reply it edits.
+        subject = self._original(entry) if entry.kind == "edit" else entry
+        parent = self._parent(subject) if subject is not None else None
+        if parent is not None:
+            where += f", in the thread of “{self._thread_title(parent)}”"
         body: list[str] = []
         if entry.kind == "typed":
             return _hanging(f"{when} · {where} · {entry.author} typed: {entry.text}", width)
-        if entry.kind == "action":
+        if entry.kind in {"action", "request"}:
             heading = f"{when} · {where} · {entry.author} {entry.text}"
             body = list(entry.details)
         elif entry.kind == "message":
@@ -598,16 +637,19 @@ class Transcript:
 
     def conversations(self) -> list[str]:
         """Every channel of the directory (in its order) and any other with entries, then the DMs
-        with entries, by name."""
+        with entries, by name, then :data:`CRM_WEBHOOK` if the CRM sent anything."""
         places = {self._place(e.conversation) for e in self.entries}
         channels = list(self.directory.channels)  # every known channel, even a quiet one
-        channels += sorted(p for p in places if p not in channels and self.directory.dm_user(p) is None)
+        channels += sorted(
+            p for p in places if p not in channels and p != CRM_WEBHOOK and self.directory.dm_user(p) is None
+        )
         dms = sorted((p for p in places if self.directory.dm_user(p) is not None), key=self.directory.where)
-        return channels + dms
+        return channels + dms + ([CRM_WEBHOOK] if CRM_WEBHOOK in places else [])
 
     def to_html(self, *, title: str, subtitle: str = "", summary: Sequence[str] = ()) -> str:
         """A self-contained page that looks like Slack: a sidebar of channels and DMs, and each
-        conversation's messages with the author, the time and the Block Kit rendered.
+        conversation's messages with the author, the time and the Block Kit rendered; a thread's
+        replies under the message they answer; what the CRM sent in a conversation of its own.
 
         Rendered by ``templates/demo_transcript.html.j2`` with autoescaping on; the message
         bodies come from :func:`blocks_to_html`, which escapes every value from the data.
@@ -618,26 +660,34 @@ class Transcript:
                 original = self._original(entry)
                 if original is not None:
                     edited[id(original)] = entry
-        by_place: dict[str, list[Entry]] = {}
+        by_place: dict[str, list[dict[str, Any]]] = {}
+        threads: dict[tuple[str, str], dict[str, Any]] = {}  # (place, ts) -> the item of a thread's parent
         for entry in self.ordered():
             if entry.kind == "edit" and self._original(entry) is not None:
                 continue  # shown in place of the message it edits, as Slack does
-            by_place.setdefault(self._place(entry.conversation), []).append(entry)
+            place = self._place(entry.conversation)
+            item = self._html_item(entry, edited.get(id(entry)))
+            parent = threads.get((place, entry.thread)) if entry.thread else None
+            if parent is not None:
+                parent["replies"].append(item)
+                continue
+            if entry.kind == "message" and entry.ts and entry.thread is None:
+                threads[(place, entry.ts)] = item
+            by_place.setdefault(place, []).append(item)
         conversations = []
         for index, place in enumerate(self.conversations()):
             days: list[dict[str, Any]] = []
-            for entry in by_place.get(place, []):
-                local = entry.at.astimezone(self.tz)
-                label = _day_title(local)
-                if not days or days[-1]["label"] != label:
-                    days.append({"label": label, "messages": []})
-                days[-1]["messages"].append(self._html_item(entry, edited.get(id(entry))))
+            for item in by_place.get(place, []):
+                if not days or days[-1]["label"] != item["day"]:
+                    days.append({"label": item["day"], "messages": []})
+                days[-1]["messages"].append(item)
             dm = self.directory.dm_user(place)
             conversations.append(
                 {
                     "anchor": f"c{index}",
                     "name": self.directory.user(dm) if dm else self.directory.channel(place),
                     "is_dm": dm is not None,
+                    "is_webhook": place == CRM_WEBHOOK,
                     "count": sum(len(d["messages"]) for d in days),
                     "days": days,
                 }
@@ -671,6 +721,8 @@ class Transcript:
             "edited": clock_text(edit.at, self.tz) if edit is not None else None,
             "body": Markup(""),
             "title": "",
+            "day": _day_title(entry.at.astimezone(self.tz)),
+            "replies": [],
         }
         if entry.kind in {"message", "ephemeral", "edit"}:
             item["body"] = message_to_html(shown.payload, self.directory)

@@ -14,9 +14,12 @@ def register_all(app: App, deps: Dependencies) -> None:
     """Register every middleware and listener on ``app``."""
     from handlers import errors, middleware
     from handlers.actions import feedback as feedback_actions
+    from handlers.actions import sla as sla_actions
     from handlers.actions import wins as wins_actions
     from handlers.commands import feedback as feedback_command
+    from handlers.commands import sla as sla_command
     from handlers.views import feedback as feedback_views
+    from handlers.views import sla as sla_views
     from handlers.views import wins as wins_views
 
     middleware.register(app, deps)
@@ -26,3 +29,6 @@ def register_all(app: App, deps: Dependencies) -> None:
     feedback_views.register(app, deps)
     wins_actions.register(app, deps)
     wins_views.register(app, deps)
+    sla_command.register(app, deps)
+    sla_actions.register(app, deps)
+    sla_views.register(app, deps)

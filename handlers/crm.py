@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.app import Dependencies
 from bot.crm_signature import HEADER, verify
-from bot.services import crm, wins
+from bot.services import pipeline
 from bot.services.crm_schema import validate_events
 
 log = logging.getLogger("alignbot.crm")
@@ -82,7 +82,6 @@ def read_events(content_type: str, headers: Mapping[str, str], body: bytes) -> l
 
 def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[str, str], bytes], Answer]:
     """The endpoint's logic, given the request's headers and raw body (already limited in size)."""
-    reactions = (wins.react_to_ingest,)
 
     def receive(headers: Mapping[str, str], body: bytes) -> Answer:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -96,14 +95,7 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
         if checked.problems:
             return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
         with deps.database.session() as session:
-            result = crm.ingest(
-                session,
-                deps.alignment,
-                checked.events,
-                now=deps.clock(),
-                ignored=checked.ignored,
-                reactions=reactions,
-            )
+            result = pipeline.ingest(session, deps.alignment, checked.events, now=deps.clock(), ignored=checked.ignored)
         return Answer(202, result.as_dict())
 
     return receive

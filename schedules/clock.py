@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bot.app import Dependencies
 from bot.db import Database
-from schedules.jobs import ScheduledJob, build_jobs
+from schedules.jobs import ScheduledJob, build_jobs, sla_tick
 
 log = logging.getLogger("alignbot.clock")
 ADVISORY_LOCK_KEY = 0x616C69676E  # "align": one clock per PostgreSQL database
@@ -111,6 +111,21 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
             coalesce=True,
             max_instances=1,
         )
+    # The SLA clocks: a flag goes out within a couple of seconds of its moment. The tick reads
+    # only the clocks whose next check has come (an index), so running it often costs little;
+    # after downtime its first run sends what was missed, once, marked late.
+    scheduler.add_job(
+        sla_tick,
+        "interval",
+        seconds=2,
+        args=[deps],
+        id="sla-tick",
+        name="sla-tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=30,
+    )
+    sla_tick(deps)
     scheduler.start()
     return scheduler
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.app import Dependencies
-from bot.services import feedback, wins
+from bot.services import feedback, sla, wins
 
 log = logging.getLogger("alignbot.clock")
 
@@ -59,6 +59,12 @@ def cron(schedule: str, timezone: str) -> CronTrigger:
     return CronTrigger.from_crontab(schedule, timezone=ZoneInfo(timezone))
 
 
+def sla_tick(deps: Dependencies) -> int:
+    """One tick of the SLA clocks: queue the flags that have come due (cheap when none has)."""
+    with deps.database.session() as session:
+        return sla.tick(session, deps.alignment, now=deps.clock())
+
+
 def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
     """Every scheduled job of the alignment."""
     alignment = deps.alignment
@@ -73,7 +79,19 @@ def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
             if wins.enqueue_digest(session, alignment, occurrence=occurrence, now=now):
                 log.info("queued the wins digest of %s", occurrence.isoformat())
 
+    def manager_summary(occurrence: dt.datetime, now: dt.datetime) -> None:
+        with deps.database.session() as session:
+            sent = sla.manager_summaries(session, alignment, occurrence=occurrence, now=now)
+            if sent:
+                log.info("queued %d SLA summaries to managers", sent)
+
     return [
+        ScheduledJob(
+            name="sla-manager-summary",
+            trigger=cron("30 16 * * mon-fri", alignment.timezone),
+            run=manager_summary,
+            grace=dt.timedelta(hours=3),
+        ),
         ScheduledJob(
             name="wins-digest",
             trigger=cron(alignment.wins.digest_schedule, alignment.timezone),

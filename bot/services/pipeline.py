@@ -1,0 +1,25 @@
+"""CRM events through the whole domain: stored and folded, then the wins and the SLA react.
+
+The one path every source of events takes: the HTTP endpoint, ``alignbot import``, the demo,
+and the buttons in Slack that stand for CRM events ("Mark contacted", "Recycle").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from bot.config import Alignment
+from bot.services import crm, sla, wins
+from bot.services.crm_schema import CrmEventIn
+
+REACTIONS: tuple[crm.Reaction, ...] = (wins.react_to_ingest, sla.react_to_ingest)
+
+
+def ingest(
+    session: Session, alignment: Alignment, events: Sequence[CrmEventIn], *, now: dt.datetime, ignored: int = 0
+) -> crm.IngestResult:
+    """Store the events once each, refold the domain state, announce wins and run the SLA clocks."""
+    return crm.ingest(session, alignment, events, now=now, ignored=ignored, reactions=REACTIONS)

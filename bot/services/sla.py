@@ -1,0 +1,731 @@
+"""The lead-handoff SLA: clocks in each owner's business hours, yellow and red flags, escalation.
+
+A clock starts when a lead enters an SLA's stage and stops on the SLA's ``stops_on`` events or
+when the lead moves past the stage. Clocks are derived from the lead's events in CRM time
+order every time one arrives, so a contact logged before the deadline counts as met even when
+it arrives after it (and a red flag already sent is followed by a correction). The clock
+process only acts on what is due: the yellow flag at ``warn_at`` of the window, the red flag at
+the deadline, each queued once per clock and level through the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.config import Alignment, Person, Sla
+from bot.errors import UserFacingError
+from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock
+from bot.outbox import Message, enqueue
+from bot.render import render
+from bot.services import noise
+from bot.services.business_time import BusinessCalendar, WallClock
+from bot.services.crm import IngestResult
+from bot.services.crm_schema import CrmEventIn
+
+log = logging.getLogger("alignbot.sla")
+LATE_NOTICE = dt.timedelta(minutes=5)  # a nudge queued this long after its moment says it is late
+OPEN_STATES = ("open", "breached")
+
+
+def calendar_for(alignment: Alignment, sla: Sla, person: Person | None) -> BusinessCalendar | WallClock:
+    """The clock arithmetic of an SLA for an owner: their business calendar, or wall-clock time."""
+    if not sla.business_hours:
+        return WallClock()
+    return BusinessCalendar.for_person(alignment, person)
+
+
+@dataclass
+class ClockPlan:
+    """A clock as the lead's events say it is (before comparing with what is stored)."""
+
+    sla: Sla
+    lead_id: str
+    stage: str
+    owner_email: str
+    started_at: dt.datetime
+    warn_at: dt.datetime
+    due_at: dt.datetime
+    state: str = "open"
+    stopped_at: dt.datetime | None = None
+    stopped_by: str | None = None
+    reassignments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _schedule(alignment: Alignment, sla: Sla, owner: str, start: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    clock = calendar_for(alignment, sla, alignment.person(owner))
+    return clock.add(start, sla.within * sla.warn_at), clock.add(start, sla.within)
+
+
+def _move(alignment: Alignment, plan: ClockPlan, new_owner: str, at: dt.datetime) -> None:
+    """Reassignment: the new owner gets the time that was left, in their own calendar."""
+    old = calendar_for(alignment, plan.sla, alignment.person(plan.owner_email))
+    new = calendar_for(alignment, plan.sla, alignment.person(new_owner))
+    left = old.between(at, plan.due_at) if at < plan.due_at else dt.timedelta(0)
+    to_warn = old.between(at, plan.warn_at) if at < plan.warn_at else dt.timedelta(0)
+    plan.reassignments.append({"at": at.isoformat(), "from": plan.owner_email, "to": new_owner})
+    plan.owner_email = new_owner
+    plan.due_at = new.add(at, left) if left else max(at, plan.due_at)
+    plan.warn_at = new.add(at, to_warn) if to_warn else min(plan.warn_at, plan.due_at)
+
+
+def derive_clocks(alignment: Alignment, lead_id: str, events: Sequence[CrmEvent]) -> list[ClockPlan]:
+    """Every clock of a lead, from its events in CRM time order."""
+    order = {s.name: i for i, s in enumerate(alignment.stages)}
+    plans: list[ClockPlan] = []
+    open_plans: dict[str, ClockPlan] = {}
+    owner: str | None = None
+    stage: str | None = None
+    for event in events:
+        data, at = event.data, event.time
+        new_stage, new_owner = stage, owner
+        if event.type == "lead.handed_off":
+            new_stage, new_owner = data.get("stage"), data.get("owner_email")
+        elif event.type == "lead.stage_changed":
+            new_stage, new_owner = data.get("stage"), data.get("owner_email") or owner
+        # Stops: the SLA's own events, or the lead leaving the stage.
+        for name, plan in list(open_plans.items()):
+            if event.type in plan.sla.stops_on:
+                _stop(plan, at, event.type)
+            elif new_stage != plan.stage and event.type in {"lead.stage_changed", "lead.handed_off"}:
+                moved_on = order.get(new_stage or "", -1) > order.get(plan.stage, -1)
+                _stop(plan, at, event.type, met=moved_on)
+            if plan.stopped_at is not None:
+                del open_plans[name]
+        # Reassignment within the stage moves the open clocks with the time left.
+        if new_owner and owner and new_owner != owner:
+            for plan in open_plans.values():
+                _move(alignment, plan, new_owner, at)
+        owner, stage = new_owner, new_stage
+        # Starts: entering an SLA's stage.
+        if event.type in {"lead.handed_off", "lead.stage_changed"} and owner and stage:
+            for sla in alignment.sla:
+                if sla.stage.lower() == stage.lower() and sla.name not in open_plans:
+                    warn_at, due_at = _schedule(alignment, sla, owner, at)
+                    plan = ClockPlan(sla, lead_id, stage, owner, at, warn_at, due_at)
+                    plans.append(plan)
+                    open_plans[sla.name] = plan
+    return plans
+
+
+def _stop(plan: ClockPlan, at: dt.datetime, by: str, *, met: bool = True) -> None:
+    plan.stopped_at, plan.stopped_by = at, by
+    if not met:
+        plan.state = "stopped"
+    else:
+        plan.state = "met" if at <= plan.due_at else "met_late"
+
+
+# --- reconciling with what is stored, and the messages ---------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadInfo:
+    """What a nudge says about the lead."""
+
+    lead_id: str
+    name: str | None
+    company: str | None
+    campaign: str | None
+    url: str | None
+
+
+def lead_info(alignment: Alignment, lead: Lead | None, lead_id: str) -> LeadInfo:
+    url = alignment.crm.lead_url.format(lead_id=lead_id) if alignment.crm.lead_url else None
+    if lead is None:
+        return LeadInfo(lead_id, None, None, None, url)
+    return LeadInfo(lead_id, lead.name, lead.company, lead.campaign, url)
+
+
+def refresh_leads(session: Session, alignment: Alignment, lead_ids: Iterable[str], *, now: dt.datetime) -> None:
+    """Re-derive the clocks of these leads from their events and act on what changed."""
+    ids = sorted(set(lead_ids))
+    if not ids or not alignment.sla:
+        return
+    events: dict[str, list[CrmEvent]] = {i: [] for i in ids}
+    stored: dict[tuple[str, str, dt.datetime], SlaClock] = {}
+    leads: dict[str, Lead] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for event in session.scalars(
+            select(CrmEvent)
+            .where(CrmEvent.subject.in_(chunk), CrmEvent.type.startswith("lead."))
+            .order_by(CrmEvent.time, CrmEvent.id)
+        ):
+            events[event.subject].append(event)
+        for clock in session.scalars(select(SlaClock).where(SlaClock.lead_id.in_(chunk))):
+            stored[(clock.lead_id, clock.sla_name, clock.started_at)] = clock
+        for lead in session.scalars(select(Lead).where(Lead.lead_id.in_(chunk))):
+            leads[lead.lead_id] = lead
+    seen: set[int] = set()
+    for lead_id in ids:
+        info = lead_info(alignment, leads.get(lead_id), lead_id)
+        for plan in derive_clocks(alignment, lead_id, events[lead_id]):
+            found = stored.get((lead_id, plan.sla.name, plan.started_at))
+            if found is not None:
+                clock = found
+                seen.add(clock.id)
+            else:
+                clock = SlaClock(
+                    lead_id=lead_id,
+                    sla_name=plan.sla.name,
+                    sla_version=plan.sla.version,
+                    stage=plan.stage,
+                    owner_email=plan.owner_email,
+                    started_at=plan.started_at,
+                    warn_at=plan.warn_at,
+                    due_at=plan.due_at,
+                    state="open",
+                    reassignments=[],
+                    updated_at=now,
+                )
+                session.add(clock)
+                session.flush()
+            _apply(session, alignment, clock, plan, info, now=now)
+    for clock in stored.values():
+        if clock.id not in seen and clock.state in OPEN_STATES:
+            # Its start is gone from the events (a corrected hand-off time): a clock that never ran.
+            clock.state, clock.stopped_by, clock.next_check_at, clock.updated_at = "stopped", "superseded", None, now
+
+
+def _apply(
+    session: Session, alignment: Alignment, clock: SlaClock, plan: ClockPlan, info: LeadInfo, *, now: dt.datetime
+) -> None:
+    """Bring a stored clock to what its events say, then queue what is due."""
+    known = len(clock.reassignments or [])
+    for index, move in enumerate(plan.reassignments[known:], start=known):
+        _notify_reassignment(session, alignment, clock, move, index, info, now=now)
+    clock.owner_email = plan.owner_email
+    clock.reassignments = list(plan.reassignments)
+    clock.warn_at, clock.due_at = plan.warn_at, plan.due_at
+    clock.stopped_at, clock.stopped_by = plan.stopped_at, plan.stopped_by
+    if plan.stopped_at is not None:
+        clock.state = plan.state
+        clock.next_check_at = None
+        if clock.escalated_at is not None and plan.state == "met" and clock.corrected_at is None:
+            _correction(session, alignment, clock, info, now=now)
+    else:
+        clock.state = "breached" if now >= clock.due_at else "open"
+        check(session, alignment, clock, info, now=now)
+    clock.updated_at = now
+
+
+def check(session: Session, alignment: Alignment, clock: SlaClock, info: LeadInfo, *, now: dt.datetime) -> None:
+    """Queue the yellow or red flag of an open clock if its moment has come; set the next check."""
+    sla = _sla(alignment, clock)
+    if sla is None or clock.state not in OPEN_STATES:
+        clock.next_check_at = None
+        return
+    if now >= clock.due_at:
+        clock.state = "breached"
+        if clock.escalated_at is None:
+            _red(session, alignment, sla, clock, info, now=now)
+            clock.escalated_at = now
+        clock.next_check_at = None
+        return
+    if now >= clock.warn_at and clock.warned_at is None:
+        _yellow(session, alignment, sla, clock, info, now=now)
+        clock.warned_at = now
+    clock.next_check_at = clock.due_at if clock.warned_at is not None else clock.warn_at
+
+
+def _sla(alignment: Alignment, clock: SlaClock) -> Sla | None:
+    return next((s for s in alignment.sla if s.name == clock.sla_name), None)
+
+
+def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int = 1000) -> int:
+    """Act on the clocks whose next check has come; returns how many were looked at.
+
+    Reads through the ``next_check_at`` index, so the cost follows the clocks due.
+    """
+    due = list(
+        session.scalars(
+            select(SlaClock)
+            .where(SlaClock.next_check_at.is_not(None), SlaClock.next_check_at <= now)
+            .order_by(SlaClock.next_check_at)
+            .limit(limit)
+        )
+    )
+    if not due:
+        return 0
+    leads = {
+        lead.lead_id: lead for lead in session.scalars(select(Lead).where(Lead.lead_id.in_({c.lead_id for c in due})))
+    }
+    for clock in due:
+        check(session, alignment, clock, lead_info(alignment, leads.get(clock.lead_id), clock.lead_id), now=now)
+        clock.updated_at = now
+    return len(due)
+
+
+def next_check(session: Session) -> dt.datetime | None:
+    """The earliest moment a clock needs the clock process."""
+    return session.scalar(select(func.min(SlaClock.next_check_at)).where(SlaClock.next_check_at.is_not(None)))
+
+
+# --- who hears what --------------------------------------------------------------------------
+
+
+def _slack_target(alignment: Alignment, email: str) -> str:
+    """Where a DM to this person goes: their Slack ID, or their email for the relay to look up."""
+    person = alignment.person(email)
+    if person is not None and person.slack_id:
+        return person.slack_id
+    return f"email:{email}"
+
+
+def _who(alignment: Alignment, email: str | None) -> dict[str, Any] | None:
+    if not email:
+        return None
+    person = alignment.person(email)
+    return {
+        "slack_id": person.slack_id if person else None,
+        "label": (person.name if person and person.name else email),
+    }
+
+
+def _context(
+    alignment: Alignment, sla: Sla | None, clock: SlaClock, info: LeadInfo, now: dt.datetime
+) -> dict[str, Any]:
+    person = alignment.person(clock.owner_email)
+    return {
+        "clock": {
+            "id": clock.id,
+            "started_at": clock.started_at,
+            "warn_at": clock.warn_at,
+            "due_at": clock.due_at,
+            "state": "breached" if clock.state == "open" and now >= clock.due_at else clock.state,
+            "stage": clock.stage,
+            "stopped_at": clock.stopped_at,
+        },
+        "sla": {"name": clock.sla_name, "version": clock.sla_version, "within": sla.within if sla else None},
+        "lead": {
+            "id": info.lead_id,
+            "name": info.name,
+            "company": info.company,
+            "campaign": info.campaign,
+            "url": info.url,
+        },
+        "owner": _who(alignment, clock.owner_email),
+        "owner_tz": str(alignment.tz(person)),
+        "now": now,
+        "left": _left(alignment, sla, clock, now),
+        "late_by": _late_by(alignment, sla, clock, now),
+        "reasons": list(alignment.leads.recycle_reasons),
+    }
+
+
+def _left(alignment: Alignment, sla: Sla | None, clock: SlaClock, now: dt.datetime) -> dt.timedelta:
+    if sla is None or now >= clock.due_at:
+        return dt.timedelta(0)
+    return calendar_for(alignment, sla, alignment.person(clock.owner_email)).between(now, clock.due_at)
+
+
+def _late_by(alignment: Alignment, sla: Sla | None, clock: SlaClock, now: dt.datetime) -> dt.timedelta:
+    if sla is None or now <= clock.due_at:
+        return dt.timedelta(0)
+    return calendar_for(alignment, sla, alignment.person(clock.owner_email)).between(clock.due_at, now)
+
+
+def _dm(
+    session: Session,
+    alignment: Alignment,
+    *,
+    key: str,
+    kind: str,
+    to_email: str,
+    message: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """A DM that keeps the noise budget: held through quiet hours, folded past the daily cap."""
+    person = alignment.person(to_email)
+    target = _slack_target(alignment, to_email)
+    not_before = noise.quiet_until(alignment, person, now)
+    if _dms_today(session, alignment, person, target, now) >= alignment.noise.max_dms_per_day:
+        return _fold(session, alignment, target=target, person=person, key=key, message=message, now=now)
+    return enqueue(
+        session,
+        key=key,
+        kind=kind,
+        channel=target,
+        message=Message(text=message["text"], blocks=message.get("blocks")),
+        now=now,
+        not_before=not_before,
+    )
+
+
+def _local_day(alignment: Alignment, person: Person | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    tz = alignment.tz(person)
+    local = now.astimezone(tz)
+    start = dt.datetime.combine(local.date(), dt.time(0), tzinfo=tz)
+    return start.astimezone(dt.UTC), (start + dt.timedelta(days=1)).astimezone(dt.UTC)
+
+
+def _dms_today(session: Session, alignment: Alignment, person: Person | None, target: str, now: dt.datetime) -> int:
+    start, end = _local_day(alignment, person, now)
+    return int(
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.channel == target,
+                OutboxMessage.method == "chat.postMessage",
+                OutboxMessage.not_before >= start,
+                OutboxMessage.not_before < end,
+            )
+        )
+        or 0
+    )
+
+
+def _fold(
+    session: Session,
+    alignment: Alignment,
+    *,
+    target: str,
+    person: Person | None,
+    key: str,
+    message: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """Past the daily cap, a nudge joins the person's one digest DM of the day instead of its own DM."""
+    start, _ = _local_day(alignment, person, now)
+    day = start.astimezone(alignment.tz(person)).date().isoformat()
+    digest_key = f"sla-folded:{target}:{day}"
+    row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
+    lines: list[str] = list((row.payload.get("_folded_keys") if row else None) or [])
+    if key in lines:
+        return False
+    texts: list[str] = list((row.payload.get("_folded_texts") if row else None) or [])
+    lines.append(key)
+    texts.append(message["text"])
+    data = render("sla_folded", texts=texts)
+    # Keys starting with "_" are the outbox's own notes; the relay does not send them to Slack.
+    payload = {"text": data["text"], "blocks": data["blocks"], "_folded_keys": lines, "_folded_texts": texts}
+    if row is None:
+        # The day's cap was reached: the rest of the day's nudges wait together a little while.
+        enqueue(
+            session,
+            key=digest_key,
+            kind="sla.folded",
+            channel=target,
+            message=Message(text=data["text"], blocks=data["blocks"]),
+            now=now,
+            not_before=max(now + dt.timedelta(minutes=30), noise.quiet_until(alignment, person, now) or now),
+        )
+        row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
+        assert row is not None
+        row.payload = payload
+        return True
+    if row.delivered_at is None and not row.in_flight:
+        row.payload = payload
+        return True
+    log.info("the folded nudges of %s for %s were already sent; %s waits for tomorrow's budget", target, day, key)
+    return False
+
+
+def _yellow(
+    session: Session, alignment: Alignment, sla: Sla, clock: SlaClock, info: LeadInfo, *, now: dt.datetime
+) -> None:
+    context = _context(alignment, sla, clock, info, now)
+    context["late"] = now - clock.warn_at > LATE_NOTICE
+    _dm(
+        session,
+        alignment,
+        key=f"sla:{clock.id}:yellow",
+        kind="sla.yellow",
+        to_email=clock.owner_email,
+        message=render("sla_yellow", **context),
+        now=now,
+    )
+
+
+def _red(
+    session: Session, alignment: Alignment, sla: Sla, clock: SlaClock, info: LeadInfo, *, now: dt.datetime
+) -> None:
+    context = _context(alignment, sla, clock, info, now)
+    context["late"] = now - clock.due_at > LATE_NOTICE
+    owner = alignment.person(clock.owner_email)
+    context["for_manager"] = False
+    _dm(
+        session,
+        alignment,
+        key=f"sla:{clock.id}:red",
+        kind="sla.red",
+        to_email=clock.owner_email,
+        message=render("sla_red", **context),
+        now=now,
+    )
+    for target in sla.escalate_to:
+        if target == "manager":
+            if owner is None or owner.manager is None:
+                continue
+            context["for_manager"] = True
+            if _escalations_today(session, alignment, owner.manager, now) >= 1:
+                continue  # a manager hears of one breach by DM a day; the rest go in the daily summary
+            _dm(
+                session,
+                alignment,
+                key=f"sla:{clock.id}:red:{owner.manager}",
+                kind="sla.red.manager",
+                to_email=owner.manager,
+                message=render("sla_red", **context),
+                now=now,
+            )
+        else:
+            context["for_manager"] = True
+            enqueue(
+                session,
+                key=f"sla:{clock.id}:red:{target}",
+                kind="sla.red.channel",
+                channel=target,
+                message=_message(render("sla_red", **context)),
+                now=now,
+            )
+
+
+def _escalations_today(session: Session, alignment: Alignment, manager: str, now: dt.datetime) -> int:
+    person = alignment.person(manager)
+    start, end = _local_day(alignment, person, now)
+    return int(
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.channel == _slack_target(alignment, manager),
+                OutboxMessage.kind == "sla.red.manager",
+                OutboxMessage.created_at >= start,
+                OutboxMessage.created_at < end,
+            )
+        )
+        or 0
+    )
+
+
+def _message(data: dict[str, Any]) -> Message:
+    return Message(text=data["text"], blocks=data.get("blocks"))
+
+
+def _correction(session: Session, alignment: Alignment, clock: SlaClock, info: LeadInfo, *, now: dt.datetime) -> None:
+    """A red flag went out, then a contact logged before the deadline arrived: say so to whoever heard."""
+    sla = _sla(alignment, clock)
+    context = _context(alignment, sla, clock, info, now)
+    data = render("sla_correction", **context)
+    _dm(
+        session,
+        alignment,
+        key=f"sla:{clock.id}:correction",
+        kind="sla.correction",
+        to_email=clock.owner_email,
+        message=data,
+        now=now,
+    )
+    owner = alignment.person(clock.owner_email)
+    heard = session.scalar(
+        select(func.count(OutboxMessage.id)).where(OutboxMessage.key.startswith(f"sla:{clock.id}:red:"))
+    )
+    if owner is not None and owner.manager and heard:
+        _dm(
+            session,
+            alignment,
+            key=f"sla:{clock.id}:correction:{owner.manager}",
+            kind="sla.correction",
+            to_email=owner.manager,
+            message=data,
+            now=now,
+        )
+    clock.corrected_at = now
+
+
+def _notify_reassignment(
+    session: Session,
+    alignment: Alignment,
+    clock: SlaClock,
+    move: dict[str, Any],
+    index: int,
+    info: LeadInfo,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Tell the previous and the new owner that the clock moved, with the time left."""
+    sla = _sla(alignment, clock)
+    for role in ("from", "to"):
+        email = move[role]
+        context = _context(alignment, sla, clock, info, now)
+        context.update(
+            move={"from": _who(alignment, move["from"]), "to": _who(alignment, move["to"])},
+            for_new_owner=role == "to",
+        )
+        _dm(
+            session,
+            alignment,
+            key=f"sla:{clock.id}:moved:{index}:{role}",
+            kind="sla.reassigned",
+            to_email=email,
+            message=render("sla_reassigned", **context),
+            now=now,
+        )
+
+
+def react_to_ingest(session: Session, alignment: Alignment, result: IngestResult, now: dt.datetime) -> None:
+    """After CRM events: re-derive the clocks of the leads they touch."""
+    refresh_leads(session, alignment, result.leads, now=now)
+
+
+# --- what people ask -------------------------------------------------------------------------
+
+
+def open_clocks(session: Session, owner_email: str) -> list[SlaClock]:
+    """A person's open clocks, soonest due first."""
+    return list(
+        session.scalars(
+            select(SlaClock)
+            .where(SlaClock.owner_email == owner_email.lower(), SlaClock.state.in_(OPEN_STATES))
+            .order_by(SlaClock.due_at)
+        )
+    )
+
+
+def clocks_of_lead(session: Session, lead_id: str) -> list[SlaClock]:
+    """Every clock of a lead, newest first."""
+    return list(
+        session.scalars(select(SlaClock).where(SlaClock.lead_id == lead_id).order_by(SlaClock.started_at.desc()))
+    )
+
+
+# --- acting from Slack -----------------------------------------------------------------------
+
+SLACK_SOURCE = "alignbot://slack"
+
+
+def find_clock(session: Session, clock_id: int) -> SlaClock:
+    clock = session.get(SlaClock, clock_id)
+    if clock is None:
+        raise UserFacingError("That SLA clock no longer exists.")
+    return clock
+
+
+def mark_contacted(
+    session: Session, alignment: Alignment, clock_id: int, *, by_email: str | None, now: dt.datetime
+) -> SlaClock:
+    """ "Mark contacted" from a nudge: a ``lead.contacted`` at ``now``, through the same path as the CRM's.
+
+    Its id is derived from the clock, so a second click is a duplicate and changes nothing.
+    """
+    from bot.services import pipeline
+    from bot.services.crm_schema import LeadContacted
+
+    clock = find_clock(session, clock_id)
+    data = LeadContacted(lead_id=clock.lead_id, by_email=by_email)
+    event = CrmEventIn(
+        SLACK_SOURCE,
+        f"contacted-{clock.id}",
+        "lead.contacted",
+        now,
+        data,
+        data.model_dump(mode="json", exclude_none=True),
+    )
+    pipeline.ingest(session, alignment, [event], now=now)  # updates ``clock`` in this session
+    return clock
+
+
+def recycle(
+    session: Session,
+    alignment: Alignment,
+    clock_id: int,
+    *,
+    by: str,
+    by_email: str | None,
+    reason: str | None,
+    note: str | None,
+    now: dt.datetime,
+) -> SlaClock:
+    """ "Recycle" from a nudge: a ``lead.recycled`` with the reason, and the lead goes back to marketing."""
+    from bot.services import pipeline
+    from bot.services.crm_schema import LeadRecycled
+
+    if reason not in alignment.leads.recycle_reasons:
+        raise UserFacingError("Pick one of the reasons.", field="reason")
+    note = (note or "").strip() or None
+    if note and len(note) > 500:
+        raise UserFacingError("Keep the note under 500 characters.", field="note")
+    clock = find_clock(session, clock_id)
+    data = LeadRecycled(lead_id=clock.lead_id, reason=reason, by_email=by_email)
+    event_id = f"recycled-{clock.id}"
+    raw = data.model_dump(mode="json", exclude_none=True) | ({"note": note} if note else {})
+    result = pipeline.ingest(
+        session, alignment, [CrmEventIn(SLACK_SOURCE, event_id, "lead.recycled", now, data, raw)], now=now
+    )
+    if result.accepted:
+        info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
+        enqueue(
+            session,
+            key=f"lead:{clock.lead_id}:{event_id}",
+            kind="lead.recycled",
+            channel=alignment.channels.marketing,
+            message=_message(
+                render("lead_recycled", lead=info.__dict__ | {"id": info.lead_id}, by=by, reason=reason, note=note)
+            ),
+            now=now,
+        )
+    return clock
+
+
+def explain(session: Session, alignment: Alignment, clock: SlaClock, *, now: dt.datetime) -> dict[str, Any]:
+    """What ``/sla LEAD_ID`` shows: the clock, and the business hours that counted towards it."""
+    sla = _sla(alignment, clock)
+    info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
+    context = _context(alignment, sla, clock, info, now)
+    end = min(clock.stopped_at, clock.due_at) if clock.stopped_at else clock.due_at
+    hours: list[tuple[dt.datetime, dt.datetime]] = []
+    business = dt.timedelta(0)
+    if sla is not None and sla.business_hours:
+        calendar = calendar_for(alignment, sla, alignment.person(clock.owner_email))
+        hours = calendar.intervals(clock.started_at, end)
+        business = calendar.between(clock.started_at, end)
+    elif sla is not None:
+        business = end - clock.started_at
+    return {"c": context, "hours": hours, "business": business}
+
+
+def context_for(session: Session, alignment: Alignment, clock: SlaClock, *, now: dt.datetime) -> dict[str, Any]:
+    """The template context of a clock (for lists)."""
+    info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
+    return _context(alignment, _sla(alignment, clock), clock, info, now)
+
+
+def manager_summaries(session: Session, alignment: Alignment, *, occurrence: dt.datetime, now: dt.datetime) -> int:
+    """The daily summary to each manager whose team has several open or breached clocks; returns how many."""
+    sent = 0
+    for manager in {p.manager for p in alignment.people if p.manager}:
+        team = [p.email for p in alignment.people if p.manager == manager]
+        clocks = list(
+            session.scalars(
+                select(SlaClock)
+                .where(SlaClock.owner_email.in_(team), SlaClock.state.in_(OPEN_STATES))
+                .order_by(SlaClock.due_at)
+            )
+        )
+        if len(clocks) < 2:
+            continue  # one clock is one DM's worth, and it had its own flags
+        contexts = [context_for(session, alignment, c, now=now) for c in clocks]
+        person = alignment.person(manager)
+        day = occurrence.astimezone(alignment.tz(person)).date().isoformat()
+        data = render(
+            "sla_manager_summary",
+            breached=[c for c in contexts if c["clock"]["state"] == "breached"],
+            open=[c for c in contexts if c["clock"]["state"] == "open"],
+            tz=str(alignment.tz(person)),
+        )
+        if _dm(
+            session,
+            alignment,
+            key=f"sla-summary:{manager}:{day}",
+            kind="sla.summary",
+            to_email=manager,
+            message=data,
+            now=now,
+        ):
+            sent += 1
+    return sent

@@ -1,0 +1,341 @@
+"""The lead-handoff SLA: clocks from CRM events, yellow and red flags by DM, buttons, noise budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from slack_bolt import App
+from sqlalchemy import select
+
+from bot.app import Dependencies
+from bot.config import Alignment, Noise
+from bot.crm_signature import sign
+from bot.fakeslack import FakeSlack
+from bot.ids import Action, Block
+from bot.models import SlaClock
+from bot.outbox import OutboxRelay
+from bot.slack_signing import SlackDriver
+from handlers.crm import handle
+from schedules.jobs import sla_tick
+from tests.conftest import SIGNING_SECRET, response_json
+from tests.test_feedback_command import all_text
+
+SECRET = "whsec-sla"
+CHLOE = "chloe.park@northwind.example"  # SDR in Chicago; manager Mia (U0MIA) in New York
+DIEGO = "diego.alvarez@northwind.example"  # New York
+
+
+def ce(type_: str, time: str, data: dict[str, Any], id_: str | None = None) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": id_ or f"{type_}-{data.get('lead_id')}-{time}",
+        "source": "crm://sf",
+        "type": type_,
+        "time": time,
+        "data": data,
+    }
+
+
+def handoff(lead: str, time: str, owner: str = CHLOE, **extra: Any) -> dict[str, Any]:
+    return ce(
+        "lead.handed_off",
+        time,
+        {
+            "lead_id": lead,
+            "owner_email": owner,
+            "stage": "MQL",
+            "name": "Dana Scully",
+            "company": "FBI Analytics",
+            **extra,
+        },
+    )
+
+
+def send(deps: Dependencies, *events: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(list(events)).encode()
+    headers = {"content-type": "application/cloudevents-batch+json", "x-alignbot-signature": sign(SECRET, body)}
+    answer = handle(deps, (SECRET,))(headers, body)
+    assert answer.status == 202, answer.body
+    return answer.body
+
+
+def at(moment: str) -> Any:
+    return freeze_time(moment)
+
+
+def tick_and_drain(deps: Dependencies, relay: OutboxRelay, moment: str) -> None:
+    with at(moment):
+        sla_tick(deps)
+        relay.drain()
+
+
+def clock_of(deps: Dependencies, lead: str) -> SlaClock:
+    with deps.database.read_session() as session:
+        return session.scalars(select(SlaClock).where(SlaClock.lead_id == lead)).one()
+
+
+def dms(fake: FakeSlack, user: str) -> list[str]:
+    return [all_text(c.body["blocks"]) for c in fake.posts(user)]
+
+
+def test_a_clock_runs_in_the_owners_business_hours(deps: Dependencies) -> None:
+    # Friday 16:30 in Chicago (Chloe's timezone), 09:00-17:00, a 4-hour SLA: half an hour on Friday,
+    # three and a half on Monday: due Monday 12:30 Chicago time.
+    with at("2026-11-20T22:35:00Z"):
+        send(deps, handoff("L1", "2026-11-20T16:30:00-06:00"))
+    clock = clock_of(deps, "L1")
+    assert clock.due_at == dt.datetime(2026, 11, 23, 18, 30, tzinfo=dt.UTC)  # 12:30 CST
+    assert clock.warn_at == dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.UTC)  # 75%: 3h in, 11:30 CST
+    assert (clock.state, clock.sla_version, clock.owner_email) == ("open", "2026-09", CHLOE)
+
+
+def test_yellow_then_red_with_escalation_to_the_manager(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):  # Monday 09:00 in Chicago
+        send(deps, handoff("L1", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T17:59:00Z")  # before 75%: nothing
+    assert fake_slack.posts() == []
+
+    tick_and_drain(deps, relay, "2026-11-23T18:00:02Z")  # 12:00 Chicago: 3 of 4 hours
+    [yellow] = fake_slack.posts("U0CHLOE")
+    text = all_text(yellow.body["blocks"])
+    assert "*Dana Scully* at FBI Analytics is waiting for your first touch: *1h* of business time left" in text
+    due = int(dt.datetime(2026, 11, 23, 19, 0, tzinfo=dt.UTC).timestamp())
+    assert f"<!date^{due}^" in text and "Mon Nov 23, 13:00 CST" in text  # each reader's time; hers as fallback
+    assert "SLA *mql-first-touch* (version 2026-09)" in text
+    buttons = {e["action_id"]: e for b in yellow.body["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    assert set(buttons) == {Action.SLA_CONTACTED, Action.SLA_RECYCLE, Action.OPEN_IN_CRM}
+    assert buttons[Action.OPEN_IN_CRM]["url"] == "https://northwind.example.my.salesforce.com/L1"
+
+    tick_and_drain(deps, relay, "2026-11-23T19:00:01Z")  # 13:00 Chicago: the deadline
+    assert len(fake_slack.posts("U0CHLOE")) == 2
+    red = dms(fake_slack, "U0CHLOE")[1]
+    assert ":red_circle: *Dana Scully* at FBI Analytics is past the SLA" in red
+    [manager] = dms(fake_slack, "U0MIA")
+    assert "<@U0CHLOE> has not yet touched *Dana Scully*" in manager
+    assert clock_of(deps, "L1").state == "breached"
+
+    tick_and_drain(deps, relay, "2026-11-23T21:00:00Z")  # later ticks send nothing more
+    assert len(fake_slack.posts()) == 3
+
+
+def test_a_contact_before_the_yellow_flag_means_no_message_at_all(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L2", "2026-11-23T15:00:00Z"))
+    with at("2026-11-23T16:00:00Z"):
+        send(deps, ce("lead.contacted", "2026-11-23T16:00:00Z", {"lead_id": "L2"}))
+    tick_and_drain(deps, relay, "2026-11-24T15:00:00Z")
+    assert fake_slack.posts() == []
+    assert clock_of(deps, "L2").state == "met"
+
+
+def test_a_late_arriving_contact_corrects_a_red_flag(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L3", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T19:00:05Z")
+    assert any(":red_circle:" in t for t in dms(fake_slack, "U0CHLOE"))
+    # The CRM logged the call at 12:45 Chicago, before the deadline; the sync delivers it at 14:30.
+    with at("2026-11-23T20:30:00Z"):
+        send(deps, ce("lead.contacted", "2026-11-23T18:45:00Z", {"lead_id": "L3"}))
+        relay.drain()
+    assert clock_of(deps, "L3").state == "met"
+    assert any("Correction: *Dana Scully* at FBI Analytics *met* the SLA" in t for t in dms(fake_slack, "U0CHLOE"))
+    assert any("Correction" in t for t in dms(fake_slack, "U0MIA"))
+
+
+def test_a_contact_after_the_deadline_is_met_late_and_not_corrected(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L4", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T19:00:05Z")
+    with at("2026-11-23T20:00:00Z"):
+        send(deps, ce("lead.contacted", "2026-11-23T20:00:00Z", {"lead_id": "L4"}))
+        relay.drain()
+    assert clock_of(deps, "L4").state == "met_late"
+    assert not any("Correction" in t for t in dms(fake_slack, "U0CHLOE"))
+
+
+def test_one_nudge_per_level_under_duplicates_and_a_restart(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        for _ in range(5):
+            send(deps, handoff("L5", "2026-11-23T15:00:00Z"))
+    for moment in ("2026-11-23T18:00:02Z", "2026-11-23T18:00:03Z", "2026-11-23T19:00:02Z", "2026-11-23T19:00:02Z"):
+        tick_and_drain(deps, relay, moment)
+        # a "restart": a new relay, and the clock's catch-up tick, at the same moment
+        OutboxRelay(deps.database, relay.client, pace=0).drain()
+    with at("2026-11-23T19:30:00Z"):  # the CRM re-sends the hand-off under a new id
+        send(deps, handoff("L5", "2026-11-23T15:00:00Z", id_extra=1) | {"id": "resent-1"})
+        relay.drain()
+    assert len(fake_slack.posts("U0CHLOE")) == 2
+    assert len(fake_slack.posts("U0MIA")) == 1
+
+
+def test_after_downtime_missed_flags_go_once_and_say_they_are_late(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L6", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T20:00:00Z")  # down from before 12:00 to 14:00 Chicago
+    [only] = dms(fake_slack, "U0CHLOE")
+    assert ":red_circle:" in only and "Sent late: alignbot was down at the deadline." in only
+    assert "*1h* past the SLA" in only or "past the SLA by *1h*" in only
+
+
+def test_reassignment_moves_the_clock_with_the_time_left_and_tells_both(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L7", "2026-11-23T15:00:00Z"))  # Chloe, 09:00 Chicago, due 13:00 Chicago
+    with at("2026-11-23T16:00:00Z"):  # one business hour later, to Diego in New York (11:00 there)
+        send(
+            deps,
+            ce("lead.stage_changed", "2026-11-23T16:00:00Z", {"lead_id": "L7", "stage": "MQL", "owner_email": DIEGO}),
+        )
+        relay.drain()
+    clock = clock_of(deps, "L7")
+    assert clock.owner_email == DIEGO
+    assert clock.due_at == dt.datetime(2026, 11, 23, 19, 0, tzinfo=dt.UTC)  # 3h left: 14:00 New York
+    assert any(
+        "is now yours (from <@U0CHLOE>), with *3h* of business time left" in t for t in dms(fake_slack, "U0DIEGO")
+    )
+    assert any("moved to <@U0DIEGO>" in t for t in dms(fake_slack, "U0CHLOE"))
+
+
+def test_moving_past_the_stage_stops_the_clock(deps: Dependencies) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(
+            deps,
+            handoff("L8", "2026-11-23T15:00:00Z"),
+            ce("lead.stage_changed", "2026-11-23T16:00:00Z", {"lead_id": "L8", "stage": "SQL"}),
+        )
+    clock = clock_of(deps, "L8")
+    assert (clock.state, clock.stopped_by, clock.next_check_at) == ("met", "lead.stage_changed", None)
+
+
+def test_quiet_hours_hold_a_nudge_until_morning(deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    # A wall-clock SLA (business_hours = false) whose red flag falls at 22:00 in Chicago.
+    sla = deps.alignment.sla[0].model_copy(update={"business_hours": False})
+    alignment = deps.alignment.model_copy(update={"sla": (sla,)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-23T00:00:00Z"):
+        send(other, handoff("L9", "2026-11-24T00:00:00Z"))  # 18:00 Chicago, due 22:00
+    tick_and_drain(other, relay, "2026-11-24T03:00:05Z")  # the yellow flag at 21:00 Chicago
+    tick_and_drain(other, relay, "2026-11-24T04:00:05Z")  # the red flag at 22:00
+    assert fake_slack.posts("U0CHLOE") == []  # 22:00 in Chicago: quiet hours
+    assert len(fake_slack.posts("U0MIA")) == 0  # 23:00 in New York for Mia: quiet too
+    with at("2026-11-24T14:00:00Z"):  # 08:00 in Chicago
+        relay.drain()
+    assert len(fake_slack.posts("U0CHLOE")) == 2  # the yellow and the red, in the morning
+
+
+def test_past_the_daily_cap_nudges_fold_into_one_dm(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    alignment = deps.alignment.model_copy(update={"noise": Noise(quiet_hours=None, max_dms_per_day=2)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-23T15:00:00Z"):
+        send(other, *[handoff(f"C{i}", "2026-11-23T15:00:00Z") for i in range(5)])
+    tick_and_drain(other, relay, "2026-11-23T18:00:05Z")  # five yellow flags due at once
+    with at("2026-11-23T18:31:00Z"):
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 3  # two nudges, then one DM with the other three
+    assert "*3 more SLA nudges today*" in posts[2]
+
+
+def test_mark_contacted_from_the_dm(deps: Dependencies, app: App, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L10", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T18:00:05Z")
+    [yellow] = fake_slack.posts("U0CHLOE")
+    with at("2026-11-23T18:10:00Z"):
+        slack.click(yellow.body, Action.SLA_CONTACTED, user="U0CHLOE", channel="DCHLOE")
+        slack.click(yellow.body, Action.SLA_CONTACTED, user="U0CHLOE", channel="DCHLOE")  # a double click
+    replaced = fake_slack.calls_to("response_url")
+    assert replaced[0].body["replace_original"] is True
+    assert "marked contacted: the SLA was met" in all_text(replaced[0].body["blocks"])
+    assert clock_of(deps, "L10").state == "met"
+    tick_and_drain(deps, relay, "2026-11-23T19:00:05Z")
+    assert len(fake_slack.posts("U0CHLOE")) == 1 and fake_slack.posts("U0MIA") == []
+
+
+def test_recycle_from_the_dm_goes_back_to_marketing(
+    deps: Dependencies, app: App, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("L11", "2026-11-23T15:00:00Z", campaign="Data Summit webinar"))
+    tick_and_drain(deps, relay, "2026-11-23T18:00:05Z")
+    [yellow] = fake_slack.posts("U0CHLOE")
+    with at("2026-11-23T18:20:00Z"):
+        slack.click(yellow.body, Action.SLA_RECYCLE, user="U0CHLOE", channel="DCHLOE")
+        modal = fake_slack.calls_to("views.open")[0].body["view"]
+        invalid = response_json(slack.submit(modal, {Block.NOTE: "x"}, user="U0CHLOE"))
+        assert invalid["response_action"] == "errors" and "reason" in invalid["errors"]
+        slack.submit(
+            modal, {Block.REASON: ("option", "not_ready"), Block.NOTE: "Budget <!here> next year"}, user="U0CHLOE"
+        )
+        relay.drain()
+    [back] = fake_slack.posts("C0MKTG")
+    text = all_text(back.body["blocks"])
+    assert (
+        "<@U0CHLOE> sent *Dana Scully* at FBI Analytics (from Data Summit webinar) back to marketing: *Not ready*"
+        in text
+    )
+    assert "&lt;!here&gt;" in text
+    assert clock_of(deps, "L11").state == "met"
+
+
+def test_slash_sla_lists_my_clocks_and_explains_one(deps: Dependencies, slack: SlackDriver) -> None:
+    with at("2026-11-20T22:30:00Z"):  # Friday 16:30 Chicago
+        send(deps, handoff("L12", "2026-11-20T22:30:00Z"), handoff("L13", "2026-11-20T23:30:00Z"))
+    with at("2026-11-23T15:00:00Z"):
+        mine = response_json(slack.command("/sla", "", user="U0CHLOE"))
+        explained = response_json(slack.command("/sla", "L12", user="U0CHLOE"))
+        unknown = response_json(slack.command("/sla", "NOPE", user="U0CHLOE"))
+        stranger = response_json(slack.command("/sla", "", user="U0NOBODY"))
+    listed = all_text(mine["blocks"])
+    assert listed.index("Dana Scully") < listed.rindex("Dana Scully")  # two, soonest first
+    assert "3h 30m left, due Mon 12:30" in listed and "4h left, due Mon 13:00" in listed
+    text = all_text(explained["blocks"])
+    assert "due *Mon Nov 23, 12:30 CST*" in text
+    assert "Fri Nov 20 16:30–17:00" in text and "Mon Nov 23 09:00–12:30" in text
+    assert "No SLA clock for lead `NOPE`" in unknown["text"]
+    assert "not in the alignment's [[people]]" in stranger["text"]
+
+
+def test_the_index_makes_the_tick_read_only_due_clocks(deps: Dependencies) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, *[handoff(f"X{i}", f"2026-11-23T15:{i:02d}:00Z") for i in range(10)])
+    with at("2026-11-23T18:03:30Z"):  # only the first four have reached their yellow flag
+        assert sla_tick(deps) == 4
+        assert sla_tick(deps) == 0  # each moved on to its deadline
+
+
+@pytest.mark.parametrize("business_hours", [True, False])
+def test_clocks_follow_the_sla_setting(deps: Dependencies, business_hours: bool) -> None:
+    sla = deps.alignment.sla[0].model_copy(update={"business_hours": business_hours})
+    alignment: Alignment = deps.alignment.model_copy(update={"sla": (sla,)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-21T15:00:00Z"):  # a Saturday
+        send(other, handoff("W1", "2026-11-21T15:00:00Z"))
+    due = clock_of(deps, "W1").due_at
+    expected = (
+        dt.datetime(2026, 11, 23, 19, 0, tzinfo=dt.UTC)
+        if business_hours
+        else dt.datetime(2026, 11, 21, 19, 0, tzinfo=dt.UTC)
+    )
+    assert due == expected
