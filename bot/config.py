@@ -411,8 +411,12 @@ class Scorecard(_Section):
     schedule: Schedule = "0 8 * * mon"
 
 
+def _off_to_none(value: object) -> object:
+    return None if isinstance(value, str) and value.strip().lower() in {"", "off", "none"} else value
+
+
 class Noise(_Section):
-    quiet_hours: Hours | None = parse_time_range("20:00-08:00")
+    quiet_hours: Annotated[Hours | None, BeforeValidator(_off_to_none)] = parse_time_range("20:00-08:00")  # "off"
     max_dms_per_day: Annotated[int, Field(ge=1)] = 8
 
 

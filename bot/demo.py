@@ -490,23 +490,24 @@ class Campaign:
     owner: int
 
 
+#: Campaign names as a CRM holds them; the kind is not repeated in the name (posts show it).
 CAMPAIGNS = (
-    Campaign("Webinar: One pipeline number both teams trust", "webinar", "webinar", "the one-number webinar", 0),
-    Campaign("Webinar: Lead scoring your SDRs will believe", "webinar", "webinar", "the lead-scoring webinar", 0),
-    Campaign("Webinar: Attribution without the arguments", "webinar", "webinar", "the attribution webinar", 0),
-    Campaign("SaaStr Annual 2026: booth demo", "event", "event", "the demo at our SaaStr booth", 1),
-    Campaign("RevOps Summit Chicago: customer dinner", "event", "event", "the Chicago customer dinner", 1),
+    Campaign("One pipeline number both teams trust", "webinar", "webinar", "the one-number webinar", 0),
+    Campaign("Lead scoring your SDRs will believe", "webinar", "webinar", "the lead-scoring webinar", 0),
+    Campaign("Attribution without the arguments", "webinar", "webinar", "the attribution webinar", 0),
+    Campaign("SaaStr Annual 2026 booth", "event", "event", "the demo at our SaaStr booth", 1),
+    Campaign("RevOps Summit Chicago customer dinner", "event", "event", "the Chicago customer dinner", 1),
     Campaign("Boston data leaders roundtable", "event", "event", "the Boston roundtable", 1),
     Campaign("CFO breakfast briefing, New York", "event", "exec", "the CFO breakfast", 3),
-    Campaign("Ebook: The 2026 RevOps benchmark report", "content", "content", "the benchmark report", 2),
-    Campaign("Guide: The speed-to-lead playbook", "content", "content", "the speed-to-lead playbook", 2),
+    Campaign("2026 RevOps benchmark report", "content", "content", "the benchmark report", 2),
+    Campaign("Speed-to-lead playbook", "content", "content", "the speed-to-lead playbook", 2),
     Campaign("ROI calculator", "content", "content", "the ROI calculator", 2),
-    Campaign("LinkedIn ads: One number both teams trust", "ad", "ad", "a LinkedIn ad", 0),
-    Campaign("Google Ads: revenue analytics (search)", "ad", "ad", "a search ad", 0),
+    Campaign("LinkedIn “One number” campaign", "ad", "ad", "a LinkedIn ad", 0),
+    Campaign("Revenue analytics search ads", "ad", "ad", "a search ad", 0),
     Campaign("G2 comparison page retargeting", "ad", "ad", "our G2 retargeting", 0),
-    Campaign("Nurture: data-team track, email 3", "email", "email", "the data-team nurture emails", 2),
-    Campaign("Newsletter: monthly product update", "email", "email", "the newsletter", 2),
-    Campaign("Website: demo request form", "web", "web", "the demo request form", 0),
+    Campaign("Data-team nurture, email 3", "email", "email", "the data-team nurture emails", 2),
+    Campaign("Monthly product newsletter", "email", "email", "the newsletter", 2),
+    Campaign("Demo request form", "web", "web", "the demo request form", 0),
 )
 
 #: An account's marketing touches by its part in the week, as campaign tags: before its lead was
@@ -663,7 +664,7 @@ class CrmPlanner:
 
     def _event(self, type_: str, time: dt.datetime, data: dict[str, Any], line: str) -> PlannedEvent:
         event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        return PlannedEvent(event_id, type_, time.replace(microsecond=0), data, f"{type_} · {line}")
+        return PlannedEvent(event_id, type_, time.replace(microsecond=0), data, line)
 
     def _contact(self, account: _Account) -> tuple[str, str]:
         for _ in range(100):
@@ -724,10 +725,9 @@ class CrmPlanner:
         }
         if marketer:
             data["marketing_owner_email"] = marketer.email
-        who = f" · {name_of(marketer)}" if marketer else ""
-        return self._event(
-            "touch.recorded", when, data, f"{account.name} · {campaign.name} ({campaign.kind}){who} · {contact[0]}"
-        )
+        who = f" · by {name_of(marketer)}" if marketer else ""
+        line = f"{contact[0]}, {account.name} · {campaign.kind}: {campaign.name}{who}"
+        return self._event("touch.recorded", when, data, line)
 
     def _handoff(self, account: _Account, when: dt.datetime) -> PlannedEvent:
         """The lead of the account's latest touch, handed to its SDR in the first sales stage."""
@@ -747,7 +747,8 @@ class CrmPlanner:
             "score": score,
             "grade": grade,
         }
-        line = f"{name}, {account.name} → {name_of(account.sdr)} as {self.stages[0]} (score {score}, grade {grade})"
+        line = f"{name}, {account.name} → {name_of(account.sdr)} as {self.stages[0]}"
+        line += f" · score {score}, grade {grade} · from {campaign.kind}: {campaign.name}"
         return self._event("lead.handed_off", when, data, line)
 
     def _contacted(self, account: _Account, lead: tuple[str, str], when: dt.datetime) -> PlannedEvent:
@@ -813,16 +814,18 @@ class CrmPlanner:
         names = self.rng.sample(ACCOUNTS, len(ACCOUNTS))
         roles = ["big", "split", "small", "reopened", "lost", "lost", "pipeline", "pipeline", "outbound"]
         roles += ["new"] * (len(names) - len(roles))
+        # Accounts are shared out in turn, so every AE and SDR has some of the week's deals.
+        ae_turn, sdr_turn = self.rng.randrange(len(self.aes)), self.rng.randrange(len(self.sdrs))
         accounts = [
             _Account(
                 id=self._id("001"),
                 name=name,
                 role=role,
                 domain=re.sub(r"[^a-z0-9]+", "", name.lower()) + ".example",
-                sdr=self.rng.choice(self.sdrs),
-                ae=self.rng.choice(self.aes),
+                sdr=self.sdrs[(sdr_turn + i) % len(self.sdrs)],
+                ae=self.aes[(ae_turn + i) % len(self.aes)],
             )
-            for name, role in zip(names, roles, strict=False)
+            for i, (name, role) in enumerate(zip(names, roles, strict=False))
         ]
         history: list[PlannedEvent] = []
         for account in accounts:
@@ -849,7 +852,8 @@ class CrmPlanner:
             before = (self.rng.choice(PIPELINE_TAGS),)
             after = tuple(self.rng.sample(PIPELINE_TAGS, self.rng.randint(0, 2)))
         count = len(before) + len(after)
-        ages = sorted(self.rng.sample(range(12, 100), count), reverse=True)  # days before the run
+        # Days before the run, at least three apart.
+        ages = sorted((a + self.rng.randrange(4) for a in self.rng.sample(range(12, 96, 7), count)), reverse=True)
         moments = [
             self._local(self._workday_from((self.start - dt.timedelta(days=age)).astimezone(self.tz).date()), hour)
             for age, hour in zip(ages, (self.rng.uniform(9, 17.5) for _ in ages), strict=True)
@@ -1474,7 +1478,15 @@ class _Demo:
         if delivery.retry_of is not None:
             first = self._moment(delivery.retry_of, delivery.at)
             lines.append(f"a redelivery of the event sent at {first}: same source, same id, so it is stored once")
-        if len(delivery.events) > LISTED_EVENTS:
+        if not delivery.batch:
+            event = delivery.events[0]
+            lateness = delivery.at - event.time
+            late = ""
+            if lateness >= dt.timedelta(minutes=5):
+                happened = self._moment(event.time, delivery.at)
+                late = f" · happened at {happened}, {duration_text(lateness)} before it arrived"
+            lines.append(event.line + late)
+        elif len(delivery.events) > LISTED_EVENTS:
             by_type = Counter(e.type for e in delivery.events)
             lines.append(" · ".join(f"{count} {kind}" for kind, count in by_type.most_common()))
             times = [e.time.astimezone(self.tz) for e in delivery.events]
@@ -1490,7 +1502,7 @@ class _Demo:
                 if lateness >= dt.timedelta(minutes=5):
                     happened = self._moment(event.time, delivery.at)
                     late = f" · happened at {happened}, {duration_text(lateness)} before it arrived"
-                lines.append(event.line + late)
+                lines.append(f"{event.type} · {event.line}{late}")
         if answer.status != 202:
             lines += [f"{e.get('path')}: {e.get('message')}" for e in answer.body.get("errors", [])][:5]
             lines += [str(answer.body["error"])] if "error" in answer.body else []

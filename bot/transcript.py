@@ -572,7 +572,7 @@ class Transcript:
             None,
         )
 
-    def _thread_title(self, parent: Entry, width: int = 60) -> str:
+    def _thread_title(self, parent: Entry, width: int = 48) -> str:
         """A message named by its first line, as Slack names a thread: ``🏆 Big win: Quarry Labs``."""
         first = next((line for line in message_to_text(parent.payload, self.directory) if line.strip()), "")
         title = first.strip().strip("*~_").strip()
@@ -617,7 +617,7 @@ class Transcript:
             heading = f"{when} · {where} · {entry.author} {entry.text or 'opened'} “{title}” for {entry.visible_to}"
             heading += " (only visible to them)"
             body = view_to_text(entry.payload, self.directory)
-        return [heading, *(_wrap(line, width) for line in body if line.strip() or line == "")]
+        return [*_hanging(heading, width), *(_wrap(line, width) for line in body if line.strip() or line == "")]
 
     def to_text(self, width: int = 110) -> str:
         """The whole transcript: entries by time, a line per day, a blank line between entries."""

@@ -152,3 +152,58 @@ def test_a_second_clock_waits_and_takes_over_when_the_first_stops(
             assert second.stop() == 0
     finally:
         first.stop()
+
+
+def test_two_clocks_started_together_send_each_nudge_once(
+    process_env: dict[str, str], fake_slack: FakeSlack, database: Database
+) -> None:
+    """Two `alignbot clock` processes at once (a deploy's overlap): every flag reaches Slack once."""
+    import datetime as dt
+
+    from bot.config import load_alignment
+    from bot.services import pipeline
+    from bot.services.crm_schema import validate_events
+
+    alignment = load_alignment(EXAMPLE_CONFIG)
+    now = dt.datetime.now(dt.UTC)
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"handoff-{i}",
+            "source": "crm://test",
+            "type": "lead.handed_off",
+            # Handed off long ago: yellow and red flags are both overdue when the clocks start.
+            "time": (now - dt.timedelta(days=10, minutes=i)).isoformat(),
+            "data": {"lead_id": f"P{i}", "owner_email": owner, "stage": "MQL", "name": f"Lead {i}"},
+        }
+        for i, owner in enumerate(["ava.ross@northwind.example", "ben.okafor@northwind.example"] * 3)
+    ]
+    checked = validate_events(events, stages=[s.name for s in alignment.stages])
+    assert not checked.problems
+    with database.session() as session:
+        pipeline.ingest(session, alignment, checked.events, now=now - dt.timedelta(days=10))
+
+    quiet_free = {**process_env, "ALIGNBOT_CONFIG": str(_no_quiet_hours(alignment_path=EXAMPLE_CONFIG))}
+    clocks = [Process(["clock"], quiet_free), Process(["clock"], quiet_free)]
+    try:
+        # Six leads: a red flag each to their owner (the yellow is skipped: the deadline is past),
+        # and one escalation to Mia, their manager (the rest wait for her daily summary).
+        fake_slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage" and c.ok]) >= 7,
+                            timeout=30)
+        time.sleep(3)  # long enough for a double to show
+    finally:
+        codes = [c.stop() for c in clocks]
+    assert codes == [0, 0]
+    keys = [c.body["metadata"]["event_payload"]["key"] for c in fake_slack.posts()]
+    assert len(keys) == len(set(keys)) == 7
+    assert sum(k.endswith(":red") for k in keys) == 6
+
+
+def _no_quiet_hours(alignment_path: Path) -> Path:
+    """The example config with quiet hours off, so the test does not depend on the time of day."""
+    import tempfile
+
+    text = alignment_path.read_text().replace('quiet_hours = "20:00-08:00"', 'quiet_hours = "off"')
+    path = Path(tempfile.mkdtemp()) / "alignment.toml"
+    path.write_text(text)
+    return path
