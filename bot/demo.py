@@ -7,6 +7,11 @@ requests, an in-process fake Slack, and a generated week replayed on a simulated
   one mistypes a category, one tries to ping ``<!channel>``);
 - marketers close the loop a few working hours later with "Acted on" and a note (once, a
   second marketer clicks an item that was just closed);
+- the CRM calls ``POST /crm/events`` (:func:`handlers.crm.handle`, really signed): first its
+  history of the last three months in batches (touches, leads and their stages: nothing to
+  post), then the week as it happens, late sometimes, once twice: touches in an evening sync,
+  leads handed off, called and recycled, and deals won and lost (see :class:`CrmPlanner`);
+  the owner of the big win tells how it was won from the button in its thread;
 - every scheduled job of :func:`schedules.jobs.build_jobs` runs at its simulated time;
 - the outbox relay delivers after every step, unpaced, so nothing waits real time.
 
@@ -21,6 +26,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import random
 import re
 import secrets
@@ -667,9 +673,11 @@ class CrmPlanner:
         return PlannedEvent(event_id, type_, time.replace(microsecond=0), data, line)
 
     def _contact(self, account: _Account) -> tuple[str, str]:
+        """A new person at the account: a name not used anywhere, a surname not used at the account."""
+        families = {name.split()[-1] for name, _ in account.contacts}
         for _ in range(100):
             name = f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}"
-            if name not in self._names:
+            if name not in self._names and name.split()[-1] not in families:
                 break
         self._names.add(name)
         contact = (name, f"{name.lower().replace(' ', '.')}@{account.domain}")
@@ -835,7 +843,7 @@ class CrmPlanner:
         plan = CrmPlan()
         chunks = [history[i : i + BACKFILL_CHUNK] for i in range(0, len(history), BACKFILL_CHUNK)]
         for i, chunk in enumerate(chunks):
-            label = f"first sync, {i + 1} of {len(chunks)}"
+            label = f"history {i + 1} of {len(chunks)}"
             plan.deliveries.append(CrmDelivery(self.start + dt.timedelta(seconds=20 * i), chunk, True, label))
         self._week(accounts, plan)
         plan.deliveries = [d for d in plan.deliveries if d.at < self.end]
@@ -911,7 +919,7 @@ class CrmPlanner:
         for day, touches in sorted(syncs.items()):
             touches.sort(key=lambda e: e.time)
             at = max(self._sync_time(day), touches[-1].time + dt.timedelta(minutes=10))
-            plan.deliveries.append(CrmDelivery(at, touches, True, "the marketing sync of the day"))
+            plan.deliveries.append(CrmDelivery(at, touches, True, "marketing sync"))
 
     def _sync_time(self, day: dt.date) -> dt.datetime:
         """When the marketing-automation sync sends the day's touches: 18:45, company time."""
@@ -952,7 +960,9 @@ class CrmPlanner:
                 single(self._event("deal.reopened", again, {"deal_id": deal_id}, name))
         # The big win, redelivered once by the CRM (same event, same id); its owner tells the story.
         if big and (at := when(1, 11.5, big)):
-            deal_id, count = self._id("006"), seats(90, 180, 10)
+            # Loud enough for a header with the config's tiers (50,000 in the example), at $700 a seat.
+            loud = min((t.min_amount for t in self.alignment.wins.tiers if t.header), default=0)
+            deal_id, count = self._id("006"), max(seats(90, 180, 10), math.ceil(loud / 7000) * 10)
             name = f"{big.name} — Enterprise annual, {count} seats"
             won = single(self._won(big, deal_id, name, count * 700, at), 20, 90)
             closes[big.id] = won.at
@@ -976,20 +986,21 @@ class CrmPlanner:
                 single(corrected)
         # A small win: it waits for the 17:00 digest of smaller wins.
         if small and (at := when(2, 13, small)):
-            count = seats(8, 15, 1)
+            below = self.alignment.wins.digest_below
+            count = min(seats(8, 15, 1), max(int(below // 300) - 1, 1)) if below else seats(8, 15, 1)
             won = single(self._won(small, self._id("006"), f"{small.name} — Starter, {count} seats", count * 300, at))
             closes[small.id] = won.at
         # An outbound win: the SDR prospected it, marketing never touched the account.
         if outbound and (at := when(3, 11, outbound)):
-            count = seats(50, 80)
-            name = f"{outbound.name} — Growth annual, 2 years"
+            count = seats(25, 50)  # two years: still below the big-win tier
+            name = f"{outbound.name} — Growth, 2-year term"
             single(self._won(outbound, self._id("006"), name, count * 450 * 2, at))
         for i, account in enumerate(by_role.get("lost", [])[:2]):
             if at := when(1 + 2 * i, 16 if i == 0 else 15.5, account):
                 reason = LOST_REASONS[i % len(LOST_REASONS)].format(competitor=self.rng.choice(self.competitors))
                 lost = self._lost(account, f"{account.name} — Team plan", seats(20, 60) * 450, at, reason)
                 # The second loss reaches alignbot hours late: logged from a phone, synced that evening.
-                single(lost, *((2 * 3600, 4 * 3600) if i == 1 else (5, 150)))
+                single(lost, *((3600, 2 * 3600) if i == 1 else (5, 150)))
 
     def _leads(
         self,
@@ -1009,7 +1020,7 @@ class CrmPlanner:
                 account = self.rng.choice(accounts)
                 handed = self._local(day, self.rng.uniform(9.5, 15.5), account.sdr)
                 touch_at = handed - dt.timedelta(minutes=self.rng.randrange(30, 240))
-                tag = self.rng.choice(("webinar", "content", "web", "ad"))
+                tag = self.rng.choice(("webinar", "webinar", "content", "content", "web", "ad", "event"))
                 touch = self._touch(account, touch_at, tag, self._contact(account))
                 syncs.setdefault(touch_at.astimezone(self.tz).date(), []).append(touch)
                 single(self._handoff(account, handed), 3, 60)
@@ -1538,7 +1549,7 @@ class _Demo:
                 channel,
                 name_of(story.owner),
                 "action",
-                f"clicked [{label}] on the journey of {story.deal_name}",
+                f"clicked [{label}] under the journey",
                 from_bot=False,
                 thread=thread,
             )
@@ -1569,6 +1580,8 @@ class _Demo:
                 f"alignbot demo: {self._period()}",
                 f"Alignment: {config}; {len(self.alignment.people)} people. Slack: an in-process fake. "
                 "Database: a temporary SQLite file.",
+                f"CRM: generated events, signed and sent to {CRM_WEBHOOK} as a CRM would, "
+                "three months of history first.",
                 f"Times are shown in {self.alignment.timezone}, the company timezone.",
                 *self._holiday_lines(),
                 "",

@@ -90,12 +90,11 @@ class SlackDriver:
 
     def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str) -> BoltResponse:
         """Click the button ``action_id`` of a message Slack received."""
-        button = next(
-            element
+        block_id, button = next(
+            (block.get("block_id", ""), element)
             for block in message.get("blocks", [])
-            if block.get("type") == "actions"
-            for element in block.get("elements", [])
-            if element.get("action_id") == action_id
+            for element in [*block.get("elements", []), block.get("accessory") or {}]
+            if element.get("type") == "button" and element.get("action_id") == action_id
         )
         return self.interact(
             {
@@ -109,7 +108,7 @@ class SlackDriver:
                     {
                         "type": "button",
                         "action_id": action_id,
-                        "block_id": "feedback_actions",
+                        "block_id": block_id,
                         "value": button.get("value"),
                         "action_ts": "1700000000.000000",
                     }

@@ -576,7 +576,10 @@ class Transcript:
         """A message named by its first line, as Slack names a thread: ``🏆 Big win: Quarry Labs``."""
         first = next((line for line in message_to_text(parent.payload, self.directory) if line.strip()), "")
         title = first.strip().strip("*~_").strip()
-        return title if len(title) <= width else title[: width - 1].rstrip() + "…"
+        if len(title) <= width:
+            return title
+        cut = title[: width - 1]
+        return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:—-") + "…"
 
     def _same_place(self, a: str, b: str) -> bool:
         return a == b or (self.directory.dm_user(a) or a) == (self.directory.dm_user(b) or b)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class DemoRun:
     page: str
     fake: FakeSlack
     warnings: list[logging.LogRecord]
+    seconds: float
 
 
 class _Warnings(logging.Handler):
@@ -72,12 +74,15 @@ def _run(monkeypatch: pytest.MonkeyPatch, tmp: Path, **kwargs: Any) -> DemoRun:
     page = tmp / "demo.html"
     warnings = _Warnings()
     logging.getLogger().addHandler(warnings)
+    started = time.perf_counter()
     try:
         status = bot.demo.run_demo(out=out, html=str(page), today=TODAY, **kwargs)
     finally:
         logging.getLogger().removeHandler(warnings)
+    seconds = time.perf_counter() - started
     assert _CapturedFake.last is not None
-    return DemoRun(status, out.getvalue(), page.read_text(encoding="utf-8"), _CapturedFake.last, warnings.records)
+    text, fake = out.getvalue(), _CapturedFake.last
+    return DemoRun(status, text, page.read_text(encoding="utf-8"), fake, warnings.records, seconds)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +123,7 @@ def test_the_week_runs_clean_and_fast_enough(week: DemoRun) -> None:
     assert week.status == 0
     assert [r.getMessage() for r in week.warnings] == []
     assert week.transcript.startswith("alignbot demo: 7 simulated days, Tue Oct 13 to Mon Oct 19, seed 11")
+    assert week.seconds < 60  # the contract (PRODUCT.md section 3); it takes a few seconds
 
 
 def test_reps_feedback_reaches_voice_of_customer_crediting_them(week: DemoRun) -> None:
@@ -186,7 +192,7 @@ def test_marketing_acts_on_feedback_and_the_rep_hears_back(week: DemoRun) -> Non
     dm = next(e for e in entries if re.search(r" · DM → [\w ]+ · alignbot$", e[0]))
     assert re.match(r"✅ @\w+ \w+ in marketing acted on your \*[\w ]+\* feedback", dm[1])
     assert dm[2].startswith("│ ")  # the marketer's note, quoted
-    updates = week.fake.calls_to("chat.update")
+    updates = [u for u in week.fake.calls_to("chat.update") if u.body["channel"] == "C0VOC"]
     assert len(updates) == len(dms)
     assert all("Acted on by" in json.dumps(u.body["blocks"]) for u in updates)
     assert re.search(r"#voice-of-customer · alignbot edited its message of \w{3} \w{3} \d+ \d\d:\d\d", week.transcript)
@@ -244,6 +250,196 @@ def test_the_page_looks_like_slack_and_escapes_the_data(week: DemoRun) -> None:
     assert "&lt;!channel&gt; heads up" in page  # the attempt, escaped, not a broadcast
 
 
+# --- the CRM's week and the wins it brings ------------------------------------------------------
+
+SALES = {"U0AVA", "U0BEN", "U0CHLOE", "U0DIEGO", "U0MIA"}
+MARKETING = {"U0OMAR", "U0PRIYA", "U0SAM", "U0LENA"}
+
+
+def _text(blocks: list[dict[str, Any]]) -> str:
+    """Every text of a message's blocks, as Slack received it."""
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block.get("text"), dict):
+            parts.append(block["text"]["text"])
+        for element in block.get("elements", []) + block.get("fields", []):
+            if isinstance(element, dict) and isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
+
+
+def _win_posts(fake: FakeSlack) -> list[SlackCall]:
+    return [c for c in fake.posts("C0WINS") if "thread_ts" not in c.body]
+
+
+def _thread(fake: FakeSlack, post: SlackCall) -> list[SlackCall]:
+    return [c for c in fake.posts("C0WINS") if c.body.get("thread_ts") == post.response["ts"]]
+
+
+def _key(call: SlackCall) -> str:
+    return str(call.body["metadata"]["event_payload"]["key"])
+
+
+def _big_win(fake: FakeSlack) -> SlackCall:
+    [big] = [p for p in _win_posts(fake) if p.body["blocks"][0]["type"] == "header"]
+    return big
+
+
+def test_a_big_win_reaches_wins_crediting_sales_and_marketing_with_the_model(week: DemoRun) -> None:
+    big = _big_win(week.fake)
+    assert big.body["blocks"][0]["text"]["text"].startswith(":trophy: Big win: ")
+    shown = _text(big.body["blocks"])
+    closed = re.search(r"\*\$(\d{2,3}),(\d{3})\* · closed by <@(U\w+)> with <@(U\w+)>", shown)
+    assert closed, shown
+    assert int(closed.group(1) + closed.group(2)) >= 50_000
+    assert {closed.group(3), closed.group(4)} <= SALES and closed.group(3) != closed.group(4)
+    # Five touches under the W-shaped model: 30% first, lead creation and last, 5% each for the two others.
+    shares = re.findall(r"• \*(\d+)%\* .+ · <@(U\w+)>", shown)
+    assert sorted(int(share) for share, _ in shares) == [5, 5, 30, 30, 30]
+    assert {who for _, who in shares} <= MARKETING and len({who for _, who in shares}) >= 2
+    assert "(webinar, first touch)" in shown and "lead creation touch)" in shown and "last touch)" in shown
+    assert re.search(r"Credit by the W-shaped model over 180 days: thank you <@U0(OMAR|PRIYA|SAM|LENA)> \d+%", shown)
+    assert _key(big).startswith("win:006")
+
+    journey = _text(_thread(week.fake, big)[0].body["blocks"])
+    assert journey.startswith("*The journey*")
+    assert ":handshake: Handed off to sales as MQL" in journey and ":handshake: Moved to Opportunity" in journey
+    assert re.search(r"`Oct 14` :trophy: Closed won · <@" + closed.group(3) + ">", journey)
+
+
+def test_every_win_is_posted_once_and_the_outbound_one_credits_sales_alone(week: DemoRun) -> None:
+    posts = _win_posts(week.fake)
+    wins = [p for p in posts if _key(p).startswith("win:")]
+    assert len(wins) == 4 and len({_key(p) for p in wins}) == 4
+    assert all(len(_thread(week.fake, p)) >= 1 for p in wins)  # each with its journey
+    outbound = [p for p in wins if "No marketing touch is recorded" in _text(p.body["blocks"])]
+    assert len(outbound) == 1
+    assert not re.search(r"<@U0(OMAR|PRIYA|SAM|LENA)>", _text(outbound[0].body["blocks"]))
+    split = [p for p in wins if len(set(re.findall(r"<@(U0(?:OMAR|PRIYA|SAM|LENA))>", _text(p.body["blocks"])))) >= 3]
+    assert len(split) >= 2  # the big win and the one whose credit is split four ways
+
+
+def test_the_backfill_posts_nothing(week: DemoRun) -> None:
+    history = [e for e in _entries(week.transcript) if re.search(r" events \(history \d of \d\) → 202, ", e[0])]
+    assert len(history) >= 2
+    assert all(e[0].startswith("Tue Oct 13 00:00 EDT · POST /crm/events · CRM sent a batch of") for e in history)
+    assert re.search(r"^\d+ touch\.recorded · \d+ lead\.\w+", history[0][1])
+    assert re.search(r"^happened from (Jul|Aug) \d+ to \w{3} \d+, on [5-8] accounts$", history[0][2])
+    before_the_week = [e for e in _entries(week.transcript) if e[0].startswith("Tue Oct 13 00:0")]
+    assert all(" · POST /crm/events · " in e[0] for e in before_the_week)
+    assert all(p.body["blocks"] for p in week.fake.posts("C0WINS"))
+
+
+def test_a_corrected_amount_edits_the_post_in_place(week: DemoRun) -> None:
+    edits = [u for u in week.fake.calls_to("chat.update") if u.body["channel"] == "C0WINS"]
+    amount = re.compile(r"\$\d{1,3}(?:,\d{3})*")
+    corrected = []
+    for post in _win_posts(week.fake):
+        for edit in edits:
+            if edit.body["ts"] == post.response["ts"] and "Withdrawn" not in _text(edit.body["blocks"]):
+                before = amount.search(_text(post.body["blocks"]))
+                after = amount.search(_text(edit.body["blocks"]))
+                assert before and after
+                corrected.append((before.group(0), after.group(0)))
+    assert len(corrected) == 1
+    assert corrected[0][0] != corrected[0][1]
+    assert "(amount corrected: seats added before countersigning)" in _flat(week.transcript)
+
+
+def test_a_reopened_win_is_marked_withdrawn(week: DemoRun) -> None:
+    withdrawn = [
+        u
+        for u in week.fake.calls_to("chat.update")
+        if u.body["channel"] == "C0WINS" and ":rewind: *Withdrawn*" in _text(u.body["blocks"])
+    ]
+    assert len(withdrawn) == 1
+    [post] = [p for p in _win_posts(week.fake) if p.response["ts"] == withdrawn[0].body["ts"]]
+    assert withdrawn[0].body["text"].startswith("~")
+    assert "was reopened in the CRM, so this win no longer counts" in _text(withdrawn[0].body["blocks"])
+    entry = next(e for e in _entries(week.transcript) if e[0].startswith("Mon Oct 19") and "#wins" in e[0])
+    assert "alignbot edited its message of Tue Oct 13" in entry[0]
+    assert entry[1].startswith("⏪ *Withdrawn*:")
+    assert _key(post).startswith("win:")
+
+
+def test_a_small_win_waits_for_the_five_oclock_digest(week: DemoRun) -> None:
+    [digest] = [p for p in _win_posts(week.fake) if _key(p).startswith("wins-digest:")]
+    shown = _text(digest.body["blocks"])
+    assert shown.startswith(":sparkles: *Today's other wins*")
+    line = re.search(r"• \*(.+?)\* · \$(\d,\d{3}) · <@(U\w+)>", shown)
+    assert line and line.group(3) in SALES
+    assert not any(line.group(1) in _text(p.body["blocks"]) for p in _win_posts(week.fake) if p is not digest)
+    entry = next(e for e in _entries(week.transcript) if "Today's other wins" in " ".join(e))
+    assert re.match(r"^\w{3} Oct \d+ 17:00 EDT · #wins · alignbot$", entry[0])
+
+
+def test_the_owner_of_the_big_win_tells_how_it_was_won_in_its_thread(week: DemoRun) -> None:
+    big = _big_win(week.fake)
+    owner = re.search(r"closed by <@(U\w+)>", _text(big.body["blocks"])).group(1)  # type: ignore[union-attr]
+    stories = [c for c in _thread(week.fake, big) if "How we won it" in _text(c.body["blocks"])]
+    assert len(stories) == 1
+    story = _text(stories[0].body["blocks"])
+    assert story.startswith(f":speech_balloon: *How we won it*, by <@{owner}>\n>Their RevOps lead came in through")
+    opened = [c for c in week.fake.calls_to("views.open") if c.body["view"]["callback_id"] == "win_story"]
+    assert len(opened) == 1
+    assert re.search(
+        r"#wins, in the thread of “🏆 Big win: .+” · \w+ \w+ clicked \[Share how we won\]", _flat(week.transcript)
+    )
+    assert "submitted “How we won”" in week.transcript
+
+
+def test_a_redelivered_event_is_answered_as_a_duplicate_and_posts_nothing(week: DemoRun) -> None:
+    entries = _entries(week.transcript)
+    [again] = [e for e in entries if "CRM sent deal.closed_won again" in e[0]]
+    assert again[0].endswith("→ 202, 0 accepted, 1 duplicate")
+    assert again[1].startswith("a redelivery of the event sent at ")
+    big = _big_win(week.fake)
+    assert sum(1 for p in _win_posts(week.fake) if _key(p) == _key(big)) == 1
+    summary = week.transcript[week.transcript.index("Summary: ") :]
+    sent = re.search(r"CRM events in \(POST /crm/events\): (\d+) sent in (\d+) signed requests", summary)
+    counts = re.search(r"^  (\d+) accepted, 1 duplicate \(redelivered, stored once\), 0 ignored, 0 req", summary, re.M)
+    assert sent and counts
+    assert int(counts.group(1)) + 1 == int(sent.group(1))
+
+
+def test_late_events_are_told_as_late_and_leads_arrive_in_working_hours(week: DemoRun) -> None:
+    entries = _entries(week.transcript)
+    late = [e for e in entries if " · POST /crm/events · " in e[0] and "before it arrived" in " ".join(e)]
+    assert any("(marketing sync)" in e[0] for e in late)
+    assert any("CRM sent lead.contacted" in e[0] for e in late)  # a call logged after the fact
+    assert any("CRM sent deal.closed_lost" in e[0] for e in late)
+    assert any("CRM sent lead.recycled" in e[0] for e in entries)
+    for entry in entries:
+        handed = re.match(
+            r"^(\w{3}) \w{3} \d+ (\d\d):\d\d E[DS]T · POST /crm/events · CRM sent lead\.handed_off", entry[0]
+        )
+        if handed:
+            assert handed.group(1) not in {"Sat", "Sun"} and 9 <= int(handed.group(2)) < 20, entry[0]
+
+
+def test_the_summary_counts_the_win_messages_and_the_deals(week: DemoRun) -> None:
+    summary = week.transcript[week.transcript.index("Summary: ") :]
+    for kind, count in (("win.post", 4), ("win.journey", 4), ("win.digest", 1), ("win.story", 1)):
+        assert re.search(rf"^  {re.escape(kind)}\s+{count}$", summary, re.MULTILINE), kind
+    assert re.search(r"^  win\.update\s+[2-9]$", summary, re.MULTILINE)  # the correction and the withdrawal
+    assert "Deals closed: 5 won (4 announced in #wins, 1 in the daily digest of smaller wins), 2 lost" in summary
+    assert "1 reopened after its announcement: its post is marked withdrawn" in summary
+
+
+def test_the_page_shows_wins_with_its_posts_and_threads(week: DemoRun) -> None:
+    page = week.page
+    assert '<span># wins</span><span class="count">5</span>' in page  # four wins and a digest
+    visible = _flat(html.unescape(re.sub(r"<[^>]+>", " ", page)))
+    for post in _win_posts(week.fake):
+        names = re.findall(r"(?:win: |• \*)([^*,]+ — [^*,]+)", post.body["text"] + _text(post.body["blocks"]))
+        assert names, post.body
+        assert all(_flat(html.unescape(name)) in visible for name in names)
+    assert '<div class="bk-header">🏆 Big win: ' in page
+    assert page.count('<div class="thread-count">') == 4
+    assert '<button type="button" class="bk-button">Share how we won</button>' in page
+    assert "CRM → POST /crm/events</span>" in page
+
+
 # --- same seed, same week; the CLI ----------------------------------------------------------------
 
 
@@ -256,6 +452,12 @@ def test_the_same_seed_gives_the_same_transcript_and_another_seed_another(
     assert first.transcript == second.transcript
     assert first.page == second.page
     assert other.transcript != first.transcript
+    assert " · POST /crm/events · CRM sent deal.closed_won → 202, 1 accepted" in first.transcript
+
+    def wins_received(run: DemoRun) -> list[dict[str, Any]]:  # the fake's ts come from the wall clock
+        return [{k: v for k, v in c.body.items() if k != "thread_ts"} for c in run.fake.posts("C0WINS")]
+
+    assert wins_received(first) == wins_received(second) != []
 
 
 def test_names_from_the_config_are_escaped_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -188,8 +188,9 @@ def test_two_clocks_started_together_send_each_nudge_once(
     try:
         # Six leads: a red flag each to their owner (the yellow is skipped: the deadline is past),
         # and one escalation to Mia, their manager (the rest wait for her daily summary).
-        fake_slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage" and c.ok]) >= 7,
-                            timeout=30)
+        fake_slack.wait_for(
+            lambda calls: len([c for c in calls if c.method == "chat.postMessage" and c.ok]) >= 7, timeout=30
+        )
         time.sleep(3)  # long enough for a double to show
     finally:
         codes = [c.stop() for c in clocks]

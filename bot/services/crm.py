@@ -225,6 +225,10 @@ def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:
             data = event.data
             if event.type in {"deal.closed_won", "deal.closed_lost"}:
                 won = event.type == "deal.closed_won"
+                # A second closed_won of a deal still won corrects it (the amount, the contacts):
+                # the deal closed when it first closed, so its credit window does not move.
+                still_won = won and state is not None and state["status"] == "won"
+                closed_at = state["closed_at"] if still_won and state is not None else event.time
                 state = {
                     "deal_id": deal_id,
                     "name": data["name"],
@@ -240,7 +244,7 @@ def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:
                         if isinstance(c, dict) and c.get("email")
                     ],
                     "lead_ids": [str(i) for i in (data.get("lead_ids") or [])],
-                    "closed_at": event.time,
+                    "closed_at": closed_at,
                     "lost_reason": None if won else data.get("reason"),
                 }
             elif event.type == "deal.reopened" and state is not None:

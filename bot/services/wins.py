@@ -336,6 +336,7 @@ def record_story(session: Session, alignment: Alignment, deal_id: str, *, by: st
     if deal.story:
         raise UserFacingError("The story of this win has already been told in the thread.", field="story")
     deal.story, deal.story_by = story, by
+    announce(session, alignment, deal, now=now)  # the thread's invitation gives way to the story
     data = render("win_story", story=story, by=by, deal={"name": deal.name})
     enqueue(
         session,
