@@ -195,3 +195,21 @@ def test_deal_state_follows_its_events(port: int, database: Database) -> None:
         assert deal is not None
         assert (deal.status, str(deal.amount), deal.currency) == ("reopened", "120000.50", "EUR")
         assert deal.contacts == [{"email": "cto@initech.example", "role": "champion"}]
+
+
+def test_concurrent_events_about_one_lead_are_all_accepted(port: int, database: Database) -> None:
+    """A hand-off and its first contact arriving at the same moment (PostgreSQL: row races)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = []
+    for i in range(15):
+        lead = f"RACE{i}"
+        requests.append(structured(event("lead.handed_off", "2026-11-17T15:00:00Z", {**HANDOFF, "lead_id": lead})))
+        requests.append(structured(event("lead.contacted", "2026-11-17T15:05:00Z", {"lead_id": lead})))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda r: post(port, *r), requests))
+    assert {status for status, _ in answers} == {202}
+    with database.read_session() as session:
+        leads = session.scalars(select(Lead).where(Lead.lead_id.startswith("RACE"))).all()
+        assert len(leads) == 15
+        assert all(lead.contacted_at is not None and lead.handed_off_at is not None for lead in leads)

@@ -9,12 +9,13 @@ caller's transaction, with the messages it causes (win posts) in the outbox.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -69,7 +70,9 @@ def store(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime) -
         .on_conflict_do_nothing(index_elements=["source", "event_id"])
         .returning(CrmEvent.source, CrmEvent.event_id)
     )
-    new_keys = {(r.source, r.event_id) for r in session.execute(stmt, rows)}
+    # render_nulls: rows with and without an account stay one statement (the ORM would otherwise
+    # split the batch wherever a None appears, and stitch the RETURNING rows back together slowly).
+    new_keys = {(r.source, r.event_id) for r in session.execute(stmt, rows, execution_options={"render_nulls": True})}
     new = [e for key, e in unique.items() if key in new_keys]
     return new, len(events) - len(new)
 
@@ -84,6 +87,7 @@ def ingest(
     reactions: Iterable[Reaction] = (),
 ) -> IngestResult:
     """Store the events (idempotently), refold what they touch, and let the reactions run."""
+    _serialise(session, events)
     new, duplicates = store(session, events, now=now)
     result = IngestResult(accepted=len(new), duplicates=duplicates, ignored=ignored)
     if not new:
@@ -100,6 +104,30 @@ def ingest(
     for react in reactions:
         react(session, alignment, result, now)
     return result
+
+
+def _serialise(session: Session, events: Sequence[CrmEventIn]) -> None:
+    """On PostgreSQL, take a transaction lock on every lead, touch, deal and account the events name.
+
+    Two requests about the same lead (a hand-off and its first contact arriving together) would
+    otherwise both find no row and both insert one; and a touch and its account's won deal,
+    committed at the same moment, would each miss the other. The locks make them take turns;
+    taken in one statement in a fixed order, so two batches cannot deadlock. SQLite's
+    ``BEGIN IMMEDIATE`` already runs writers one at a time.
+    """
+    if session.get_bind().dialect.name != "postgresql" or not events:
+        return
+    names = {f"{e.type.split('.')[0]}:{e.subject}" for e in events}
+    names |= {f"account:{e.account_id}" for e in events if e.account_id}
+    keys = sorted(
+        {int.from_bytes(hashlib.blake2b(n.encode(), digest_size=8).digest(), "big", signed=True) for n in names}
+    )
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS s"
+        ),
+        {"keys": keys},
+    )
 
 
 def _history(session: Session, prefix: str, subjects: set[str]) -> dict[str, list[CrmEvent]]:
