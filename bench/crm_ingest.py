@@ -75,6 +75,7 @@ CAMPAIGNS = ("Q4 data summit", "ELT guide", "Nurture: warehouse", "Retargeting E
 AMOUNTS = (("48000", "USD"), ("12500.50", "EUR"), ("3200", "USD"), ("250000", "USD"))
 DIGEST_BELOW = 5000
 CONFIG_WINS = "C0WINS"  # channels.wins of the example config
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Violation|Timeout)\w*: .*")
 _LOG_RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d ")  # a log line of the servers (logging or gunicorn)
 
 # One cycle of twenty events, all about one account: 6 hand-offs, 5 first contacts, 8 touches
@@ -745,10 +746,12 @@ def main(argv: list[str] | None = None) -> int:
         log_errors: list[str] = []
         log_warnings: list[str] = []
         first_traceback: list[str] = []
+        exceptions: Counter[str] = Counter()  # the exception lines of every traceback (causes included)
         for server in servers.values():
             lines = server.log_path.read_text(errors="replace").splitlines()
             log_errors += [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
             log_warnings += [line for line in lines if " WARNING " in line]
+            exceptions.update(m.group(0)[:160] for line in lines if (m := _EXCEPTION.match(line)))
             starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
             if starts and not first_traceback:
                 # The whole (chained) traceback: up to the next log record, which starts with a date.
@@ -756,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
                 first_traceback = lines[max(starts[0] - 1, 0) : end]
         if log_errors:
             problems.append(f"{len(log_errors)} error line(s) in the server logs, first: {log_errors[0]}")
+        for exception, times in exceptions.most_common(5):
+            problems.append(f"{times} x in the server logs: {exception}")
         wins_delivered = len(fake.posts(CONFIG_WINS))
 
     elapsed = time.perf_counter() - wall
@@ -837,9 +842,9 @@ def main(argv: list[str] | None = None) -> int:
             if line.lstrip().startswith(f'File "{REPO}/')
         ]
         frames = [i for i, line in enumerate(first_traceback) if line.lstrip().startswith('File "')]
-        exception = first_traceback[frames[-1] + 2 : frames[-1] + 4] if frames else first_traceback[-2:]
+        raised = first_traceback[frames[-1] + 2 : frames[-1] + 4] if frames else first_traceback[-2:]
         print("the first traceback in the server logs: the project's frames, then the exception")
-        print("\n".join([first_traceback[0], *own_frames, *exception]))
+        print("\n".join([first_traceback[0], *own_frames, *raised]))
     benchlib.save_results(
         "crm_ingest",
         {

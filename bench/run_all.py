@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("feedback_capture.py", "outbox_relay.py", "crm_ingest.py")
+BENCHMARKS = ("feedback_capture.py", "outbox_relay.py", "crm_ingest.py", "business_time.py", "sla_clock.py")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -447,6 +448,10 @@ class Leads(_Section):
 class Alignment(_Section):
     """The whole agreed alignment, validated. Cross-references are checked too."""
 
+    _by_email: dict[str, Person] = PrivateAttr(default_factory=dict)
+    _by_slack_id: dict[str, Person] = PrivateAttr(default_factory=dict)
+    _people_seen: tuple[Person, ...] | None = PrivateAttr(default=None)
+
     timezone: Timezone = "America/New_York"
     channels: Channels
     calendar: Calendar = Calendar()
@@ -464,19 +469,22 @@ class Alignment(_Section):
 
     # --- look-ups used across the services ---
 
+    def _lookups(self) -> tuple[dict[str, Person], dict[str, Person]]:
+        # Look-ups the services make on every message: built once per list of people (a
+        # model_copy that replaces the people gets its own), not per call.
+        if self._people_seen is not self.people:
+            self._by_email = {p.email: p for p in self.people}
+            self._by_slack_id = {p.slack_id: p for p in self.people if p.slack_id}
+            self._people_seen = self.people
+        return self._by_email, self._by_slack_id
+
     def person(self, email: str) -> Person | None:
         """The person with that email (case-insensitive), if configured."""
-        return self._people_by_email().get(email.lower())
+        return self._lookups()[0].get(email.lower())
 
     def person_by_slack_id(self, slack_id: str) -> Person | None:
         """The configured person with that Slack user ID, if any."""
-        for person in self.people:
-            if person.slack_id == slack_id:
-                return person
-        return None
-
-    def _people_by_email(self) -> dict[str, Person]:
-        return {p.email: p for p in self.people}
+        return self._lookups()[1].get(slack_id)
 
     def tz(self, person: Person | None = None) -> ZoneInfo:
         """The timezone of a person, else the company default."""

@@ -1,10 +1,10 @@
 """``alignbot import FILE``: backfill CRM events from NDJSON or CSV (PRODUCT.md section 3).
 
 Events take the endpoint's own path: each batch is validated by ``validate_events`` and stored
-by ``crm.ingest`` with the wins reaction, in its own transaction. So an import is idempotent
-(``(source, id)``), folds late and out-of-order events by CRM time, and announces what the
-endpoint would. Unlike the endpoint, an invalid event does not sink its batch: it is skipped and
-reported with its line number, and the rest is stored.
+by ``pipeline.ingest`` (``crm.ingest`` with the wins and SLA reactions), in its own transaction.
+So an import is idempotent (``(source, id)``), folds late and out-of-order events by CRM time,
+and announces what the endpoint would. Unlike the endpoint, an invalid event does not sink its
+batch: it is skipped and reported with its line number, and the rest is stored.
 
 The file is read as a stream of lines, batch by batch, so memory stays flat however long it is.
 """
@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import Alignment
 from bot.db import Database, utcnow
 from bot.models import Base
-from bot.services import crm, wins
+from bot.services import pipeline
 from bot.services.crm_schema import DATA_MODELS, validate_events
 
 Format = Literal["ndjson", "csv"]
@@ -39,7 +39,6 @@ FORMATS: dict[str, Format] = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "
 DEFAULT_BATCH_SIZE = 1000
 SHOWN_SKIPPED = 50  # invalid lines printed in full; past this, only counted
 ENVELOPE_COLUMNS = ("specversion", "id", "source", "type", "time")
-REACTIONS = (wins.react_to_ingest,)  # the endpoint's reactions: an import announces what a request would
 
 
 class CannotImport(Exception):
@@ -387,9 +386,8 @@ def _import_batch(
     summary.skipped += len(skipped)
     if checked.events or checked.ignored:
         with database.session() as session:
-            result = crm.ingest(
-                session, alignment, checked.events, now=now, ignored=checked.ignored, reactions=REACTIONS
-            )
+            # The endpoint's own call: an import announces and times what a request would.
+            result = pipeline.ingest(session, alignment, checked.events, now=now, ignored=checked.ignored)
         summary.accepted += result.accepted
         summary.duplicates += result.duplicates
         summary.ignored += result.ignored

@@ -339,3 +339,44 @@ def test_clocks_follow_the_sla_setting(deps: Dependencies, business_hours: bool)
         else dt.datetime(2026, 11, 21, 19, 0, tzinfo=dt.UTC)
     )
     assert due == expected
+
+
+def test_a_manager_hears_of_one_breach_by_dm_and_of_the_rest_in_the_daily_summary(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(
+            deps,
+            handoff("M1", "2026-11-23T15:00:00Z"),
+            handoff("M2", "2026-11-23T15:00:00Z"),
+            handoff("M3", "2026-11-23T15:00:00Z", owner=DIEGO),
+        )
+    tick_and_drain(deps, relay, "2026-11-23T19:00:05Z")  # all three past the SLA
+    assert len(fake_slack.posts("U0MIA")) == 1  # one escalation by DM
+    from schedules.jobs import build_jobs
+
+    [job] = [j for j in build_jobs(deps) if j.name == "sla-manager-summary"]
+    for _ in range(2):  # the scheduled run and a restart's catch-up
+        with at("2026-11-23T21:30:00Z"):  # 16:30 in New York
+            job.run_due(dt.datetime.now(dt.UTC))
+            relay.drain()
+    posts = dms(fake_slack, "U0MIA")
+    assert len(posts) == 2
+    summary = posts[1]
+    assert "*Past the SLA* (3)" in summary
+    assert summary.count("late*") == 3 and "<@U0DIEGO>" in summary and "<@U0CHLOE>" in summary
+
+
+def test_a_dm_held_overnight_counts_against_the_next_days_budget(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    alignment = deps.alignment.model_copy(update={"noise": Noise(max_dms_per_day=2)})
+    sla = alignment.sla[0].model_copy(update={"business_hours": False})
+    other = Dependencies(alignment=alignment.model_copy(update={"sla": (sla,)}), database=deps.database)
+    with at("2026-11-24T02:00:00Z"):  # 20:00 in Chicago: quiet hours
+        send(other, *[handoff(f"N{i}", "2026-11-24T02:00:00Z") for i in range(4)])
+    tick_and_drain(other, relay, "2026-11-24T05:00:05Z")  # 23:00: four yellow flags, all held for the morning
+    with at("2026-11-24T14:40:00Z"):  # 08:40 the next morning
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 3  # two within the day's budget, then one DM folding the rest

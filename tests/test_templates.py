@@ -184,8 +184,14 @@ CONTEXTS |= {
         {"c": sla_context(state="met", stopped_at=NOW), "hours": [], "business": dt.timedelta(0)},
     ],
     "sla_manager_summary": [
-        {"breached": [sla_context(state="breached")], "open": [sla_context()] * 20, "tz": "America/New_York"},
-        {"breached": [], "open": [], "tz": "UTC"},
+        {
+            "breached": [sla_context(state="breached")],
+            "open": [sla_context()] * 15,
+            "breached_total": 1,
+            "open_total": 240,
+            "tz": "America/New_York",
+        },
+        {"breached": [], "open": [], "breached_total": 0, "open_total": 0, "tz": "UTC"},
     ],
     "sla_done": [
         {"c": sla_context(state="met"), "done": "contacted"},

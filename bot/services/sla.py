@@ -31,6 +31,9 @@ from bot.services.crm_schema import CrmEventIn
 
 log = logging.getLogger("alignbot.sla")
 LATE_NOTICE = dt.timedelta(minutes=5)  # a nudge queued this long after its moment says it is late
+#: A clock first heard of more than this after its deadline (a backfill, a CRM catching up on
+#: old leads) is kept for the numbers but raises no flag: nobody can act on it any more.
+HISTORY = dt.timedelta(days=1)
 OPEN_STATES = ("open", "breached")
 
 
@@ -185,6 +188,8 @@ def refresh_leads(session: Session, alignment: Alignment, lead_ids: Iterable[str
                     reassignments=[],
                     updated_at=now,
                 )
+                if plan.stopped_at is None and now - plan.due_at > HISTORY:
+                    clock.warned_at = clock.escalated_at = now  # history: no flags
                 session.add(clock)
                 session.flush()
             _apply(session, alignment, clock, plan, info, now=now)
@@ -239,7 +244,7 @@ def _sla(alignment: Alignment, clock: SlaClock) -> Sla | None:
     return next((s for s in alignment.sla if s.name == clock.sla_name), None)
 
 
-def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int = 1000) -> int:
+def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int = 200) -> int:
     """Act on the clocks whose next check has come; returns how many were looked at.
 
     Reads through the ``next_check_at`` index, so the cost follows the clocks due.
@@ -346,7 +351,8 @@ def _dm(
     person = alignment.person(to_email)
     target = _slack_target(alignment, to_email)
     not_before = noise.quiet_until(alignment, person, now)
-    if _dms_today(session, alignment, person, target, now) >= alignment.noise.max_dms_per_day:
+    # The budget is of the day the DM reaches them: one held overnight counts for the morning.
+    if _dms_today(session, alignment, person, target, not_before or now) >= alignment.noise.max_dms_per_day:
         return _fold(session, alignment, target=target, person=person, key=key, message=message, now=now)
     return enqueue(
         session,
@@ -696,36 +702,37 @@ def context_for(session: Session, alignment: Alignment, clock: SlaClock, *, now:
 
 
 def manager_summaries(session: Session, alignment: Alignment, *, occurrence: dt.datetime, now: dt.datetime) -> int:
-    """The daily summary to each manager whose team has several open or breached clocks; returns how many."""
+    """The daily summary to each manager whose team has several open clocks; returns how many were queued.
+
+    Counts come from the database and only the first few clocks of each list are loaded, so a
+    team with thousands of open clocks costs no more than one with twenty.
+    """
     sent = 0
-    for manager in {p.manager for p in alignment.people if p.manager}:
-        team = [p.email for p in alignment.people if p.manager == manager]
-        clocks = list(
-            session.scalars(
-                select(SlaClock)
-                .where(SlaClock.owner_email.in_(team), SlaClock.state.in_(OPEN_STATES))
-                .order_by(SlaClock.due_at)
-            )
-        )
-        if len(clocks) < 2:
-            continue  # one clock is one DM's worth, and it had its own flags
-        contexts = [context_for(session, alignment, c, now=now) for c in clocks]
+    managers = sorted({p.manager for p in alignment.people if p.manager})
+    for manager in managers:
         person = alignment.person(manager)
         day = occurrence.astimezone(alignment.tz(person)).date().isoformat()
+        key = f"sla-summary:{manager}:{day}"
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.key == key)) is not None:
+            continue  # already queued today (a restart's catch-up)
+        team = [p.email for p in alignment.people if p.manager == manager]
+        open_team = (SlaClock.owner_email.in_(team), SlaClock.state.in_(OPEN_STATES))
+        breached_q = select(SlaClock).where(*open_team, SlaClock.due_at <= now).order_by(SlaClock.due_at)
+        waiting_q = select(SlaClock).where(*open_team, SlaClock.due_at > now).order_by(SlaClock.due_at)
+        breached_total = session.scalar(select(func.count()).select_from(breached_q.subquery())) or 0
+        waiting_total = session.scalar(select(func.count()).select_from(waiting_q.subquery())) or 0
+        if breached_total + waiting_total < 2:
+            continue  # one clock is one DM's worth, and it had its own flags
+        breached = [context_for(session, alignment, c, now=now) for c in session.scalars(breached_q.limit(15))]
+        waiting = [context_for(session, alignment, c, now=now) for c in session.scalars(waiting_q.limit(15))]
         data = render(
             "sla_manager_summary",
-            breached=[c for c in contexts if c["clock"]["state"] == "breached"],
-            open=[c for c in contexts if c["clock"]["state"] == "open"],
+            breached=breached,
+            open=waiting,
+            breached_total=breached_total,
+            open_total=waiting_total,
             tz=str(alignment.tz(person)),
         )
-        if _dm(
-            session,
-            alignment,
-            key=f"sla-summary:{manager}:{day}",
-            kind="sla.summary",
-            to_email=manager,
-            message=data,
-            now=now,
-        ):
+        if _dm(session, alignment, key=key, kind="sla.summary", to_email=manager, message=data, now=now):
             sent += 1
     return sent

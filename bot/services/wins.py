@@ -37,6 +37,9 @@ MODEL_NAMES = {
     "time_decay": "time decay",
 }
 MAX_STORY = 300
+#: A win older than this when alignbot first hears of it (a backfill, a CRM catching up) is
+#: recorded without a post: it is news to nobody, and the channel would fill with old wins.
+NEWS_WINDOW = dt.timedelta(days=7)
 
 
 def post_key(deal_id: str) -> str:
@@ -221,10 +224,13 @@ def announce(session: Session, alignment: Alignment, deal: Deal, *, now: dt.date
     if deal.announced_as is None:
         if deal.status != "won":
             return None
+        if deal.closed_at is not None and now - deal.closed_at > NEWS_WINDOW:
+            deal.announced_as = "history"
+            return None
         if deal.amount is not None and Decimal(str(deal.amount)) < Decimal(str(alignment.wins.digest_below)):
             deal.announced_as = "digest"
             return "digest"
-    if deal.announced_as == "digest":
+    if deal.announced_as in {"digest", "history"}:
         return None
     view = build_view(session, alignment, deal)
     post = render("win_post", **view.context)
