@@ -28,6 +28,7 @@ from bot.services import noise
 from bot.services.business_time import BusinessCalendar, WallClock
 from bot.services.crm import IngestResult
 from bot.services.crm_schema import CrmEventIn
+from bot.services.wins import person as person_view
 
 log = logging.getLogger("alignbot.sla")
 LATE_NOTICE = dt.timedelta(minutes=5)  # a nudge queued this long after its moment says it is late
@@ -284,14 +285,7 @@ def _slack_target(alignment: Alignment, email: str) -> str:
     return f"email:{email}"
 
 
-def _who(alignment: Alignment, email: str | None) -> dict[str, Any] | None:
-    if not email:
-        return None
-    person = alignment.person(email)
-    return {
-        "slack_id": person.slack_id if person else None,
-        "label": (person.name if person and person.name else email),
-    }
+_who = person_view
 
 
 def _context(

@@ -257,32 +257,24 @@ def announce(session: Session, alignment: Alignment, deal: Deal, *, now: dt.date
         deal.announced_as, deal.post_hash, deal.journey_hash = "post", post_hash, journey_hash
         return "posted"
     done = None
-    if post_hash != deal.post_hash:
+    for key, data, fingerprint, stored in (
+        (post_key(deal.deal_id), post, post_hash, deal.post_hash),
+        (journey_key(deal.deal_id), journey, journey_hash, deal.journey_hash),
+    ):
+        if fingerprint == stored:
+            continue
         enqueue(
             session,
-            key=f"{post_key(deal.deal_id)}:rev:{post_hash}",
+            key=f"{key}:rev:{fingerprint}",
             kind="win.update",
             method="chat.update",
             channel=alignment.channels.wins,
-            target_key=post_key(deal.deal_id),
-            message=_as_message(post),
+            target_key=key,
+            message=_as_message(data),
             now=now,
         )
-        deal.post_hash = post_hash
-        done = "withdrawn" if deal.status != "won" else "updated"
-    if journey_hash != deal.journey_hash:
-        enqueue(
-            session,
-            key=f"{journey_key(deal.deal_id)}:rev:{journey_hash}",
-            kind="win.update",
-            method="chat.update",
-            channel=alignment.channels.wins,
-            target_key=journey_key(deal.deal_id),
-            message=_as_message(journey),
-            now=now,
-        )
-        deal.journey_hash = journey_hash
-        done = done or "updated"
+        done = done or ("withdrawn" if deal.status != "won" else "updated")
+    deal.post_hash, deal.journey_hash = post_hash, journey_hash
     return done
 
 
