@@ -12,8 +12,17 @@ requests, an in-process fake Slack, and a generated week replayed on a simulated
   post), then the week as it happens, late sometimes, once twice: touches in an evening sync,
   leads handed off, called and recycled, and deals won and lost (see :class:`CrmPlanner`);
   the owner of the big win tells how it was won from the button in its thread;
-- every scheduled job of :func:`schedules.jobs.build_jobs` runs at its simulated time;
-- the outbox relay delivers after every step, unpaced, so nothing waits real time.
+- each hand-off starts a lead-handoff SLA clock in its owner's hours and timezone: most leads
+  are called well within it, some after the yellow flag (logged in the CRM, or with *Mark
+  contacted* in the nudge), a few miss it (a red flag, and the manager told by DM or in the
+  16:30 summary), one is recycled from the nudge with a reason and a note, one carries over a
+  weekend, one is reassigned, and one call reaches alignbot after its red flag (a correction);
+  reps type ``/sla`` and ``/sla LEAD_ID`` (see :meth:`CrmPlanner._roles`);
+- every scheduled job of :func:`schedules.jobs.build_jobs` runs at its simulated time, and the
+  clock process's :func:`schedules.jobs.sla_tick` after every step and at each clock's next
+  check (its yellow flag, its deadline), so nudges go out at their simulated moment;
+- the outbox relay delivers after every step, unpaced, so nothing waits real time; a DM held
+  for its reader's quiet hours goes out at their morning.
 
 The same seed gives the same transcript. Nothing here decides a business rule: the demo
 only types, clicks and waits, and reports what Slack received.
@@ -22,6 +31,7 @@ only types, clicks and waits, and reports what Slack received.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -51,13 +61,17 @@ from bot.crm_signature import sign as sign_crm_request
 from bot.db import Database
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action, Block
-from bot.models import Deal, OutboxMessage
+from bot.models import Deal, OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay, relay_client
+from bot.render import duration as render_duration
+from bot.services import sla as sla_service
 from bot.services import wins
+from bot.services.business_time import BusinessCalendar, SlaCalendar
+from bot.services.sla import calendar_for
 from bot.slack_signing import SlackDriver
 from bot.transcript import CRM_WEBHOOK, Directory, Entry, EntryKind, Transcript, median_and_max
 from handlers import crm as crm_webhook
-from schedules.jobs import ScheduledJob, build_jobs
+from schedules.jobs import ScheduledJob, build_jobs, sla_tick
 
 BOT_TOKEN = "xoxb-alignbot-demo"  # noqa: S105 - the fake Slack only checks the "xoxb-" prefix
 BOT_NAME = "alignbot"
@@ -543,6 +557,12 @@ RECYCLE_REASONS = (
     ("wrong_contact", "Student researching a class project, not a buyer."),
     ("bad_fit", "12 employees and no data team: below our ICP."),
 )
+#: The reason code and the note a rep gives when recycling a lead from the button of a nudge.
+RECYCLE_FROM_SLACK = (
+    "bad_fit",
+    "8-person agency, no data team: below our ICP. Their ops lead asked to hear back when they "
+    "pass 50 people; the small-team nurture track fits.",
+)
 LOST_REASONS = (
     "Went with {competitor}: 20% cheaper in year one, and their BI team already knows it.",
     "No decision: budget frozen after a reorg. Revisit in Q2.",
@@ -606,11 +626,44 @@ class StoryPlan:
 
 
 @dataclass
+class SlaMove:
+    """A rep doing something about a lead's SLA clock in Slack.
+
+    ``kind``: ``contacted`` (clicks *Mark contacted* on the lead's nudge), ``recycle`` (clicks
+    *Recycle*, picks ``reason`` and writes ``note``), ``list`` (types ``/sla``) or ``explain``
+    (types ``/sla LEAD_ID``). ``lead`` names the lead for the transcript.
+    """
+
+    at: dt.datetime
+    person: Person
+    kind: str
+    lead_id: str = ""
+    lead: str = ""
+    reason: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class _LeadStory:
+    """A hand-off of the week: to ``owner`` at ``hour`` (their local time, with fractions), and
+    what happens next (``fate``, see :meth:`CrmPlanner._lead_story`)."""
+
+    owner: Person
+    hour: float
+    fate: str
+    exact: bool = False  # handed off at ``hour`` to the second (else a few minutes after)
+    to: Person | None = None  # "reassigned": the colleague who takes it
+    then_recycled: bool = False  # "yellow": sent back to marketing from the CRM the next day
+
+
+@dataclass
 class CrmPlan:
-    """What the CRM sends over the run, and what the owners of wins say about them."""
+    """What the CRM sends over the run, what the owners of wins say about them, and what reps do
+    about their SLA clocks in Slack."""
 
     deliveries: list[CrmDelivery] = field(default_factory=list)
     stories: list[StoryPlan] = field(default_factory=list)
+    sla_moves: list[SlaMove] = field(default_factory=list)
 
 
 @dataclass
@@ -648,11 +701,13 @@ class CrmPlanner:
         sales = [p for p in alignment.people if p.team == "sales"]
         reps = [p for p in sales if p.email.lower() not in managers] or sales
         self.aes, self.sdrs = reps[0::2], (reps[1::2] or reps)
+        self.reps = reps  # the week's new leads go to all of them
+        self.sla = alignment.sla[0] if alignment.sla else None
         marketing = [p for p in alignment.people if p.team == "marketing"]
         self.marketers = [p for p in marketing if p.email.lower() not in managers]
         self.marketers += [p for p in marketing if p.email.lower() in managers]
         names = [s.name for s in alignment.stages]
-        handoff = alignment.sla[0].stage if alignment.sla else (names[1] if len(names) > 1 else None)
+        handoff = self.sla.stage if self.sla else (names[1] if len(names) > 1 else None)
         self.stages = names[names.index(handoff) :] if handoff in names else names[-1:]
         self.competitors = list(alignment.feedback.competitors) or ["a competitor"]
         first = start.astimezone(self.tz).date()
@@ -737,8 +792,10 @@ class CrmPlanner:
         line = f"{contact[0]}, {account.name} · {campaign.kind}: {campaign.name}{who}"
         return self._event("touch.recorded", when, data, line)
 
-    def _handoff(self, account: _Account, when: dt.datetime) -> PlannedEvent:
-        """The lead of the account's latest touch, handed to its SDR in the first sales stage."""
+    def _handoff(self, account: _Account, when: dt.datetime, owner: Person | None = None) -> PlannedEvent:
+        """The lead of the account's latest touch, handed to ``owner`` (else the account's SDR) in
+        the first sales stage."""
+        owner = owner or account.sdr
         lead_id = self._id("00Q")
         _, campaign, (name, _) = account.touches[-1]
         account.leads.append((lead_id, name))
@@ -746,7 +803,7 @@ class CrmPlanner:
         score, grade = self.rng.randrange(62, 96), self.rng.choice("AAB")
         data: dict[str, Any] = {
             "lead_id": lead_id,
-            "owner_email": account.sdr.email,
+            "owner_email": owner.email,
             "stage": self.stages[0],
             "name": name,
             "company": account.name,
@@ -755,13 +812,16 @@ class CrmPlanner:
             "score": score,
             "grade": grade,
         }
-        line = f"{name}, {account.name} → {name_of(account.sdr)} as {self.stages[0]}"
+        line = f"{name}, {account.name} → {name_of(owner)} as {self.stages[0]}"
         line += f" · score {score}, grade {grade} · from {campaign.kind}: {campaign.name}"
         return self._event("lead.handed_off", when, data, line)
 
-    def _contacted(self, account: _Account, lead: tuple[str, str], when: dt.datetime) -> PlannedEvent:
-        data = {"lead_id": lead[0], "by_email": account.sdr.email}
-        return self._event("lead.contacted", when, data, f"{lead[1]}, {account.name} · by {name_of(account.sdr)}")
+    def _contacted(
+        self, account: _Account, lead: tuple[str, str], when: dt.datetime, by: Person | None = None
+    ) -> PlannedEvent:
+        by = by or account.sdr
+        data = {"lead_id": lead[0], "by_email": by.email}
+        return self._event("lead.contacted", when, data, f"{lead[1]}, {account.name} · by {name_of(by)}")
 
     def _stage(self, account: _Account, lead: tuple[str, str], stage: str, when: dt.datetime) -> PlannedEvent:
         self.lead_stage[lead[0]] = stage
@@ -770,12 +830,15 @@ class CrmPlanner:
             "lead.stage_changed", when, data, f"{lead[1]}, {account.name} → {stage}, owner {name_of(account.ae)}"
         )
 
-    def _recycled(self, account: _Account, lead: tuple[str, str], when: dt.datetime, index: int) -> PlannedEvent:
+    def _recycled(
+        self, account: _Account, lead: tuple[str, str], when: dt.datetime, index: int, by: Person | None = None
+    ) -> PlannedEvent:
+        by = by or account.sdr
         code, words = RECYCLE_REASONS[index % len(RECYCLE_REASONS)]
         # A picklist value when the config has the code; a rep's own words otherwise, and once anyway.
         reason = code if code in self.alignment.leads.recycle_reasons and index == 0 else words
-        data = {"lead_id": lead[0], "reason": reason, "by_email": account.sdr.email}
-        line = f"{lead[1]}, {account.name} · “{reason}” · by {name_of(account.sdr)}"
+        data = {"lead_id": lead[0], "reason": reason, "by_email": by.email}
+        line = f"{lead[1]}, {account.name} · “{reason}” · by {name_of(by)}"
         return self._event("lead.recycled", when, data, line)
 
     def _won(
@@ -849,6 +912,7 @@ class CrmPlanner:
         plan.deliveries = [d for d in plan.deliveries if d.at < self.end]
         plan.deliveries.sort(key=lambda d: d.at)
         plan.stories = [s for s in plan.stories if s.at < self.end]
+        plan.sla_moves = sorted((m for m in plan.sla_moves if m.at < self.end), key=lambda m: m.at)
         return plan
 
     def _history(self, account: _Account) -> list[PlannedEvent]:
@@ -1002,6 +1066,80 @@ class CrmPlanner:
                 # The second loss reaches alignbot hours late: logged from a phone, synced that evening.
                 single(lost, *((3600, 2 * 3600) if i == 1 else (5, 150)))
 
+    # --- the leads of the week and their SLA clocks ---
+
+    def _sla_calendar(self, person: Person) -> SlaCalendar:
+        """How ``person``'s SLA clock counts: their business calendar (or wall-clock time)."""
+        if self.sla is None:
+            return BusinessCalendar.for_person(self.alignment, person)
+        return calendar_for(self.alignment, self.sla, person)
+
+    def _roles(self) -> dict[int, list[_LeadStory]]:
+        """The scripted hand-offs of the first week, by workday index.
+
+        The reps play parts: ``a`` is the one furthest west (so a deadline at their closing time
+        falls in the manager's evening), ``b``, ``c`` and ``d`` the others in config order. The
+        days are the first workday, a middle one, the workday before the weekend (``fri``) and
+        the one after it (``mon``); with fewer workdays the parts share days.
+        """
+        if self.sla is None or not self.reps or not self.workdays:
+            return {}
+        ref = self.start
+        a = min(self.reps, key=lambda p: ref.astimezone(self.alignment.tz(p)).utcoffset() or dt.timedelta(0))
+        others = [p for p in self.reps if p is not a] or [a]
+        b, c, d = (others[i % len(others)] for i in range(3))
+        gaps = [(self.workdays[i + 1] - self.workdays[i]).days for i in range(len(self.workdays) - 1)]
+        widest = max(gaps, default=0)
+        bridge = gaps.index(widest) if widest >= 3 else None  # the weekend, inside the run
+        fri = bridge if bridge is not None else len(self.workdays) - 1
+        mon = fri + 1 if bridge is not None else None
+        pair = max(fri - 1, 0)
+        mid = 1 if pair > 1 else 0
+        script: dict[int, list[_LeadStory]] = {}
+
+        def on(day: int | None, *stories: _LeadStory) -> None:
+            if day is not None:
+                script.setdefault(day, []).extend(stories)
+
+        on(
+            0,
+            # Handed off at 13:00 sharp in their zone: due at their closing time, which is the evening
+            # for a manager further east, so the escalation waits for the manager's morning.
+            _LeadStory(a, 13.0, "breach", exact=True),
+            _LeadStory(c, 10.4, "yellow", then_recycled=True),
+            _LeadStory(b, 9.6, "quick"),
+            _LeadStory(d, 11.2, "quick"),
+        )
+        on(
+            mid,
+            _LeadStory(c, 9.6, "recycle_button"),
+            _LeadStory(a, 9.8, "contacted_button"),
+            _LeadStory(b, 11.0, "yellow"),
+            _LeadStory(d, 10.5, "recycled"),
+            _LeadStory(d, 13.5, "quick"),
+        )
+        on(
+            pair,
+            _LeadStory(d, 9.6, "breach_after_summary"),  # the manager's breach DM of the day
+            _LeadStory(c, 9.4, "breach_after_summary"),  # the second: in the 16:30 summary
+            _LeadStory(b, 14.0, "quick"),
+            _LeadStory(a, 14.9, "reassigned", to=b),  # out the next morning: the lead goes to b
+        )
+        on(
+            fri if fri != pair else None,
+            _LeadStory(b, 9.25, "slow"),
+            _LeadStory(d, 10.2, "contacted_button"),
+            _LeadStory(c, 11.0, "logged_late"),
+            _LeadStory(d, 16.5, "weekend"),  # late on the last day before the weekend
+        )
+        on(
+            mon,
+            _LeadStory(b, 9.4, "correction"),
+            _LeadStory(a, 9.6, "quick"),
+            _LeadStory(c, 12.5, "quick"),
+        )
+        return script
+
     def _leads(
         self,
         accounts: list[_Account],
@@ -1009,33 +1147,30 @@ class CrmPlanner:
         single: Callable[..., CrmDelivery],
         syncs: dict[dt.date, list[PlannedEvent]],
     ) -> None:
-        """New leads each workday: a touch brings them in, an SDR gets them in working hours and
-        calls (most within two hours, one late, one logged late); some go back to marketing;
-        a lead of the weeks before moves on every other day."""
+        """New leads each workday, handed to the reps in their working hours, each starting an SLA
+        clock: most are called well within the SLA, some after the yellow flag (in the CRM, or
+        with the nudge's button), a few miss it, one is recycled from the nudge, one goes back to
+        marketing from the CRM, one is reassigned, one carries over the weekend, and one call
+        logged in time reaches alignbot after the red flag. A lead of the weeks before moves on
+        every other day."""
         if not accounts:
             return
-        index = 0
+        script = self._roles()
+        out: dict[int, Person] = {}  # who is away on a day (the owner of the reassigned lead)
+        for number, stories in script.items():
+            for story in stories:
+                if story.fate == "reassigned" and number + 1 < len(self.workdays):
+                    out[number + 1] = story.owner
         for number, day in enumerate(self.workdays):
-            for _ in range(self.rng.randint(1, 2)):
-                account = self.rng.choice(accounts)
-                handed = self._local(day, self.rng.uniform(9.5, 15.5), account.sdr)
-                touch_at = handed - dt.timedelta(minutes=self.rng.randrange(30, 240))
-                tag = self.rng.choice(("webinar", "webinar", "content", "content", "web", "ad", "event"))
-                touch = self._touch(account, touch_at, tag, self._contact(account))
-                syncs.setdefault(touch_at.astimezone(self.tz).date(), []).append(touch)
-                single(self._handoff(account, handed), 3, 60)
-                lead = account.leads[-1]
-                if index == 4:  # sent back without a call: the form says student
-                    back = self._later(handed, 20, 70, account.sdr)
-                    single(self._recycled(account, lead, back, 1))
-                else:
-                    low, high = (200, 225) if index == 1 else (8, 100)  # once, close to the 4-hour SLA
-                    called = self._later(handed, low, high, account.sdr)
-                    delivery = single(self._contacted(account, lead, called), *((1200, 1800) if index == 3 else ()))
-                    if index == 2 and number + 1 < len(self.workdays):  # next day: not ready to buy
-                        back = self._local(self.workdays[number + 1], self.rng.uniform(10, 12), account.sdr)
-                        single(self._recycled(account, lead, max(back, delivery.at), 0))
-                index += 1
+            stories = list(script.get(number, []))
+            present = [p for p in self.reps if p is not out.get(number)] or self.reps
+            # A walk-in or two besides the script (every day of a longer run).
+            for _ in range(self.rng.randint(0, 1) if stories else self.rng.randint(1, 2)):
+                if present:
+                    fate = "yellow" if not stories and self.rng.random() < 0.25 else "quick"
+                    stories.append(_LeadStory(self.rng.choice(present), self.rng.uniform(9.5, 14.5), fate))
+            for story in stories:
+                self._lead_story(story, number, day, self.rng.choice(accounts), plan, single, syncs)
             if number in (1, 3):  # a lead of the weeks before moves to the next stage
                 for account in (a for a in accounts if a.role == "pipeline" and a.leads):
                     lead = account.leads[0]
@@ -1044,6 +1179,90 @@ class CrmPlanner:
                         moved = self._local(day, self.rng.uniform(11, 16), account.ae)
                         single(self._stage(account, lead, following[0], moved))
                         break
+
+    def _lead_story(
+        self,
+        story: _LeadStory,
+        number: int,
+        day: dt.date,
+        account: _Account,
+        plan: CrmPlan,
+        single: Callable[..., CrmDelivery],
+        syncs: dict[dt.date, list[PlannedEvent]],
+    ) -> None:
+        """One lead: the touch that brought it in, its hand-off, and what its owner does about it."""
+        rng, owner = self.rng, story.owner
+        handed = self._local(day, story.hour, owner)
+        if not story.exact:
+            handed += dt.timedelta(seconds=rng.randrange(0, 600))
+        touch_at = handed - dt.timedelta(minutes=rng.randrange(30, 240))
+        tag = rng.choice(("webinar", "webinar", "content", "content", "web", "ad", "event"))
+        touch = self._touch(account, touch_at, tag, self._contact(account))
+        syncs.setdefault(touch_at.astimezone(self.tz).date(), []).append(touch)
+        single(self._handoff(account, handed, owner), 3, 60)
+        lead = account.leads[-1]
+        shown = f"{lead[1]} at {account.name}"
+        calendar = self._sla_calendar(owner)
+        within = self.sla.within if self.sla else dt.timedelta(hours=4)
+        warn_at = calendar.add(handed, within * (self.sla.warn_at if self.sla else 0.75))
+        due_at = calendar.add(handed, within)
+
+        def minutes(low: int, high: int) -> dt.timedelta:
+            return dt.timedelta(seconds=rng.randrange(low * 60, high * 60))
+
+        def call(at: dt.datetime, by: Person = owner, low: int = 5, high: int = 150) -> CrmDelivery:
+            return single(self._contacted(account, lead, at, by), low, high)
+
+        def click(kind: str, at: dt.datetime, **extra: str) -> None:
+            plan.sla_moves.append(SlaMove(at, owner, kind, lead[0], shown, **extra))
+
+        summary_at = self._local(day, 16.5)  # the managers' daily summary, company time
+        if story.fate == "quick":  # well within the SLA: nobody hears about it
+            call(calendar.add(handed, minutes(8, 150)))
+        elif story.fate == "slow":  # still within it, after a while
+            call(calendar.add(handed, minutes(70, 140)))
+        elif story.fate == "logged_late":  # called early, logged in the CRM half an hour later
+            call(calendar.add(handed, minutes(8, 80)), low=1200, high=1800)
+        elif story.fate == "recycled":  # the form said student: back to marketing from the CRM
+            single(self._recycled(account, lead, calendar.add(handed, minutes(20, 70)), 1, owner))
+        elif story.fate == "yellow":  # called after the yellow flag, logged in the CRM
+            called = call(calendar.add(warn_at, (due_at - warn_at) * rng.uniform(0.2, 0.7)))
+            if story.then_recycled and number + 1 < len(self.workdays):  # next day: not ready to buy
+                back = self._local(self.workdays[number + 1], rng.uniform(10, 12), owner)
+                single(self._recycled(account, lead, max(back, called.at), 0, owner))
+        elif story.fate == "contacted_button":  # calls after the yellow flag, clicks Mark contacted
+            click("contacted", min(warn_at + minutes(8, 30), warn_at + (due_at - warn_at) / 2))
+        elif story.fate == "recycle_button":  # reads the lead after the yellow flag, recycles it
+            code, note = RECYCLE_FROM_SLACK
+            reasons = self.alignment.leads.recycle_reasons
+            reason = code if code in reasons or not reasons else reasons[0]
+            click("recycle", min(warn_at + minutes(10, 25), warn_at + (due_at - warn_at) / 2), reason=reason, note=note)
+        elif story.fate == "breach":  # missed: called the next morning
+            call(calendar.add(due_at, minutes(15, 40)))
+        elif story.fate == "breach_after_summary":  # missed: called after the managers' summary
+            call(calendar.add(max(due_at, summary_at), minutes(10, 45)))
+        elif story.fate == "correction":  # called before the deadline; the phone app synced late
+            logged = calendar.add(handed, within - minutes(12, 25))
+            event = self._contacted(account, lead, logged, owner)
+            event.line += " · logged from the phone, synced late"
+            plan.deliveries.append(CrmDelivery(due_at + minutes(20, 40), [event]))
+        elif story.fate == "weekend":  # the weekend in between: the owner asks why, then calls
+            after = next((d for d in self.workdays[number + 1 :]), None)
+            if after is not None:
+                click("explain", self._local(after, rng.uniform(9.05, 9.2), owner))
+                call(self._local(after, rng.uniform(9.5, 9.8), owner))
+        elif story.fate == "reassigned" and story.to is not None:  # away the next morning: a colleague takes it
+            if number + 1 >= len(self.workdays):
+                return
+            new = story.to
+            moved = self._local(self.workdays[number + 1], rng.uniform(9.6, 9.75))
+            data = {"lead_id": lead[0], "stage": self.stages[0], "owner_email": new.email}
+            line = f"{lead[1]}, {account.name} · reassigned in {self.stages[0]}: {name_of(owner)} → {name_of(new)}"
+            line += f" ({name_of(owner).split()[0]} is out today)"
+            single(self._event("lead.stage_changed", moved, data, line), 3, 60)
+            plan.sla_moves.append(SlaMove(moved + minutes(4, 8), new, "list"))
+            left = calendar.between(moved, warn_at) if moved < warn_at else dt.timedelta(0)
+            call(self._sla_calendar(new).add(moved, max(left / 2, dt.timedelta(minutes=20))), by=new)
 
 
 # --- recording what Slack received ------------------------------------------------------------
@@ -1063,6 +1282,7 @@ class Recorder:
         self.actor: Person | None = None
         self.place: str = alignment.channels.sales
         self.thread: str | None = None
+        self.origin: str | None = None
         self.posts: dict[str, SlackCall] = {}  # outbox key -> the chat.postMessage Slack received
         self.failed: list[SlackCall] = []
         self._lock = threading.Lock()
@@ -1130,6 +1350,9 @@ class Recorder:
                     thread=self.thread,
                 )
             )
+        elif call.method == "response_url" and body.get("replace_original") and self.origin:
+            # The clicked message, replaced: shown as an edit of it, as Slack shows it.
+            self.transcript.add(Entry(at, self.place, BOT_NAME, "edit", payload=body, edits=self.origin))
         elif call.method == "response_url":
             kind: EntryKind = "message" if body.get("response_type") == "in_channel" else "ephemeral"
             self.transcript.add(
@@ -1137,14 +1360,17 @@ class Recorder:
             )
 
     @contextlib.contextmanager
-    def acting(self, person: Person, place: str, thread: str | None = None) -> Iterator[None]:
+    def acting(
+        self, person: Person, place: str, thread: str | None = None, origin: str | None = None
+    ) -> Iterator[None]:
         """Attribute the calls made while ``person`` does something in ``place`` (in the
-        ``thread`` of a message, if given) to them."""
-        self.actor, self.place, self.thread = person, place, thread
+        ``thread`` of a message, if given) to them; ``origin`` is the ``ts`` of the message whose
+        button they clicked, which an answer with ``replace_original`` replaces."""
+        self.actor, self.place, self.thread, self.origin = person, place, thread, origin
         try:
             yield
         finally:
-            self.actor, self.thread = None, None
+            self.actor, self.thread, self.origin = None, None, None
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -1219,6 +1445,8 @@ class CrmTally:
 class _Demo:
     """One run: the plan, the simulated clock, and what was recorded."""
 
+    database: Database
+    deps: Dependencies
     slack: SlackDriver
     fake: FakeSlack
     relay: OutboxRelay
@@ -1241,7 +1469,8 @@ class _Demo:
         channels: dict[str, str] = {}
         for key, channel_id in alignment.channels.model_dump().items():
             channels.setdefault(str(channel_id), key.replace("_", "-"))
-        self.directory = Directory(users=users, channels=channels)
+        zones = {str(p.slack_id): str(alignment.tz(p)) for p in alignment.people if p.slack_id}
+        self.directory = Directory(users=users, channels=channels, zones=zones)
         self.transcript = Transcript(self.directory, self.tz, bot_name=BOT_NAME)
         self.recorder = Recorder(self.transcript, self.clock, alignment)
         self.crm_tally = CrmTally()
@@ -1275,14 +1504,16 @@ class _Demo:
                 self.relay = OutboxRelay(
                     database, relay_client(BOT_TOKEN, fake.url, timeout=5), clock=self.clock.now, pace=0
                 )
+                self.database, self.deps = database, deps
                 for step in self._steps(build_jobs(deps)):
-                    self._deliver_until(database, step.at)
+                    self._advance(step.at)
                     self.clock.set(step.at)
                     step.run()
-                    self.relay.drain()
-                self._deliver_until(database, self.end)
+                    self._tick()
+                self._advance(self.end)
                 self.clock.set(self.end)
                 summary, failed = self._summary(database)
+                self._note_held(database)
             finally:
                 database.dispose()
         print(self._heading(), file=out)
@@ -1314,25 +1545,40 @@ class _Demo:
             add(delivery.at, functools.partial(self._post_crm_events, delivery))
         for story in crm.stories:
             add(story.at, functools.partial(self._tell_story, story))
+        for move in crm.sla_moves:
+            add(move.at, functools.partial(self._sla_move, move))
         for job in jobs:
             for occurrence in job.occurrences(self.start, self.end):
                 if occurrence < self.end:
                     add(occurrence, functools.partial(self._fire, job, occurrence))
         return sorted(steps)
 
-    def _deliver_until(self, database: Database, moment: dt.datetime) -> None:
-        """Wake the relay whenever a held message (quiet hours, a retry) falls due before ``moment``."""
-        for _ in range(10_000):  # bounded: each pass moves the clock or delivers
-            with database.session() as session:
-                due = session.scalar(
+    def _advance(self, moment: dt.datetime) -> None:
+        """Move the simulated clock towards ``moment``, stopping wherever something falls due on
+        the way: an SLA clock's next check (its yellow flag, its deadline), or a held message
+        (quiet hours, a retry). At each stop the clock process's tick runs and the relay delivers,
+        so nudges go out at their simulated time."""
+        self._tick()
+        for _ in range(10_000):  # bounded: each pass moves the clock forward
+            now = self.clock.now()
+            with self.database.session() as session:
+                held = session.scalar(
                     select(func.min(OutboxMessage.next_attempt_at)).where(
-                        OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+                        OutboxMessage.delivered_at.is_(None),
+                        OutboxMessage.failed_at.is_(None),
+                        OutboxMessage.next_attempt_at > now,
                     )
                 )
-            if due is None or due >= moment or (due <= self.clock.now() and not self.relay.drain()):
+                check = sla_service.next_check(session)
+            due = min((t for t in (held, check) if t is not None and now < t < moment), default=None)
+            if due is None:
                 return
             self.clock.set(due)
-            self.relay.drain()
+            self._tick()
+
+    def _tick(self) -> int:
+        """What the clock process does every 2 seconds: look at the SLA clocks due, then deliver."""
+        return sla_tick(self.deps) + self.relay.drain()
 
     def _fire(self, job: ScheduledJob, occurrence: dt.datetime) -> None:
         job.run(occurrence, self.clock.now())
@@ -1368,13 +1614,64 @@ class _Demo:
         new = [call for key, call in self.recorder.posts.items() if key not in before and key.startswith("feedback:")]
         item.post = new[0] if new else None
 
-    def _type(self, person: Person, text: str) -> None:
+    def _type(self, person: Person, text: str, command: str = "/feedback") -> None:
+        """``person`` types ``command text`` in #sales; the answer is recorded as they see it."""
         where = self.alignment.channels.sales
-        command = f"/feedback {text}".rstrip()
-        self.transcript.add(Entry(self.clock.now(), where, name_of(person), "typed", command, from_bot=False))
+        typed = f"{command} {text}".rstrip()
+        self.transcript.add(Entry(self.clock.now(), where, name_of(person), "typed", typed, from_bot=False))
         with self.recorder.acting(person, where):
-            response = self.slack.command("/feedback", text, user=str(person.slack_id), channel=where)
+            response = self.slack.command(command, text, user=str(person.slack_id), channel=where)
             self._answer(person, where, response.body)
+
+    def _sla_move(self, move: SlaMove) -> None:
+        """A rep types ``/sla``, or clicks a button of the latest nudge about one of their leads."""
+        if move.kind == "list":
+            self._type(move.person, "", "/sla")
+            return
+        if move.kind == "explain":
+            self._type(move.person, move.lead_id, "/sla")
+            return
+        with self.database.session() as session:
+            clocks = sla_service.clocks_of_lead(session, move.lead_id)
+            clock_id = clocks[0].id if clocks else None
+        nudges = [self.recorder.posts.get(f"sla:{clock_id}:{level}") for level in ("red", "yellow")]
+        nudge = next((n for n in nudges if n is not None), None)
+        if nudge is None:
+            return  # no nudge came (the lead was already closed): nothing to click
+        action = Action.SLA_CONTACTED if move.kind == "contacted" else Action.SLA_RECYCLE
+        button = next(
+            (
+                element
+                for block in nudge.body.get("blocks") or []
+                for element in block.get("elements") or []
+                if isinstance(element, dict) and element.get("action_id") == action.value
+            ),
+            None,
+        )
+        if button is None:
+            return
+        place, conversation = str(move.person.slack_id), str(nudge.response.get("channel") or move.person.slack_id)
+        label = " ".join(str((button.get("text") or {}).get("text") or "").split())
+        flag = "red" if nudge is nudges[0] else "yellow"
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                place,
+                name_of(move.person),
+                "action",
+                f"clicked [{label}] on the {flag} flag about {move.lead}",
+                from_bot=False,
+            )
+        )
+        with self.recorder.acting(move.person, place, origin=str(nudge.response.get("ts") or "")):
+            opened_before = len(self.fake.calls_to("views.open"))
+            self.slack.click(nudge.body, action.value, user=place, channel=conversation)
+            opened = self.fake.calls_to("views.open")
+        if move.kind != "recycle" or len(opened) == opened_before:
+            return
+        self._pause(60, 150)  # picks the reason, writes the note
+        values = {Block.REASON.value: ("option", move.reason), Block.NOTE.value: move.note}
+        self._submit(move.person, opened[-1].body["view"], values, place)
 
     def _answer(self, person: Person, where: str, body: str) -> None:
         """Record the HTTP answer of a request: an ephemeral message, or a modal's next state."""
@@ -1583,10 +1880,37 @@ class _Demo:
                 f"CRM: generated events, signed and sent to {CRM_WEBHOOK} as a CRM would, "
                 "three months of history first.",
                 f"Times are shown in {self.alignment.timezone}, the company timezone.",
+                *self._people_lines(),
                 *self._holiday_lines(),
                 "",
             ]
         )
+
+    def _people_lines(self) -> list[str]:
+        """Where the sales team works, and its hours: an SLA clock runs in its owner's."""
+        sales = [p for p in self.alignment.people if p.team == "sales"]
+        if not sales:
+            return []
+
+        managers = {p.manager.lower() for p in self.alignment.people if p.manager}
+        hours = self.alignment.calendar.working_hours
+
+        def where(person: Person) -> str:
+            parts = [str(self.alignment.tz(person)).rsplit("/", 1)[-1].replace("_", " ")]
+            if person.working_hours and person.working_hours != hours:
+                parts.append(str(person.working_hours))
+            if person.email.lower() in managers:
+                parts.append("manager")
+            return ", ".join(parts)
+
+        quiet = self.alignment.noise.quiet_hours
+        return [
+            "Sales: "
+            + ", ".join(f"{name_of(p)} ({where(p)})" for p in sales)
+            + f"; working hours {hours}"
+            + (f", quiet hours {quiet}" if quiet else "")
+            + ", each in their own timezone."
+        ]
 
     def _holiday_lines(self) -> list[str]:
         """Say which simulated weekdays are holidays, or a reader wonders why nobody works then."""
@@ -1630,7 +1954,8 @@ class _Demo:
             lines.append(f"  {pending} message(s) still queued when the simulation ended (due after its end)")
         if failed:
             lines.append(f"  {failed} message(s) could NOT be delivered: see the warnings above")
-        lines += ["", *self._crm_lines(), "", *self._deal_lines(database), "", *self._dm_lines()]
+        lines += ["", *self._crm_lines(), "", *self._deal_lines(database), "", *self._sla_lines(database)]
+        lines += ["", *self._dm_lines()]
         return lines, failed + len(self.recorder.failed)
 
     def _crm_lines(self) -> list[str]:
@@ -1663,6 +1988,94 @@ class _Demo:
             f"Deals closed: {len(won)} won ({', '.join(parts)}), {lost} lost (not announced)",
             *([f"  {withdrawn} reopened after its announcement: its post is marked withdrawn"] if withdrawn else []),
         ]
+
+    def _sla_lines(self, database: Database) -> list[str]:
+        """The SLA clocks that started in the run, how they ended, and the flags they raised."""
+        sla = self.alignment.sla[0] if self.alignment.sla else None
+        if sla is None:
+            return ["Lead-handoff SLA: none configured"]
+        with database.session() as session:
+            clocks = list(
+                session.scalars(
+                    select(SlaClock).where(SlaClock.started_at >= self.start, SlaClock.started_at < self.end)
+                )
+            )
+            escalated = {
+                str(key).split(":")[1]
+                for key in session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "sla.red.manager"))
+            }
+        recycled = [c for c in clocks if c.stopped_by == "lead.recycled"]
+        met = [c for c in clocks if c.state == "met" and c.stopped_by != "lead.recycled"]
+        late = [c for c in clocks if c.state == "met_late" and c.stopped_by != "lead.recycled"]
+        past_due = [c for c in clocks if c.stopped_at is None and c.due_at <= self.end]
+        running = [c for c in clocks if c.stopped_at is None and c.due_at > self.end]
+        red = [c for c in clocks if c.escalated_at is not None]
+        corrected = [c for c in red if c.corrected_at is not None]
+        breached = [c for c in red if c.corrected_at is None]
+        on_time = [c for c in clocks if c.state == "met"]  # contacted, or recycled, before the deadline
+        decided = [c for c in clocks if c.state in {"met", "met_late"}] + past_due
+        after_yellow = sum(1 for c in met if c.warned_at is not None and c.corrected_at is None)
+        moved = sum(1 for c in clocks if c.reassignments)
+        by_dm = sum(1 for c in breached if str(c.id) in escalated)
+
+        def plural(count: int, word: str) -> str:
+            return f"{count} {word}{'s' if count != 1 else ''}"
+
+        closed = len(clocks) - len(past_due) - len(running)
+        outcomes = [f"{len(met)} met", f"{len(late)} met late", f"{len(recycled)} recycled"]
+        outcomes += [f"{len(past_due)} past due, still open"] if past_due else []
+        outcomes += [f"{len(running)} still running at the end"] if running else []
+        lines = [
+            f"Lead-handoff SLA {sla.name} {sla.version}: first touch within {render_duration(sla.within)} of"
+            f" business time, yellow flag at {round(sla.warn_at * 100)}%",
+            f"  {plural(len(clocks), 'clock')} started, {closed} closed: "
+            + ", ".join(outcomes)
+            + (f" ({moved} reassigned on the way)" if moved else ""),
+        ]
+        extras = [f"{after_yellow} after a yellow flag"] if after_yellow else []
+        extras += [f"{len(corrected)} after a red flag that was then corrected"] if corrected else []
+        if extras:
+            lines.append(f"  of the {len(met)} met: " + ", ".join(extras))
+        if decided:
+            share = round(100 * len(on_time) / len(decided))
+            lines.append(
+                f"  SLA attainment {share}%: {len(on_time)} of {len(decided)} closed clocks"
+                + (" or past due" if past_due else "")
+                + " met on time (contacted or recycled before the deadline)"
+            )
+        if breached:
+            summary = len(breached) - by_dm
+            told = [f"{by_dm} escalated to the manager by DM"] if by_dm else []
+            told += [f"{summary} in the manager's daily summary"] if summary else []
+            lines.append(f"  {len(breached)} breached (a red flag to the owner): " + ", ".join(told))
+        return lines
+
+    def _note_held(self, database: Database) -> None:
+        """Say why a DM arrived well after it was queued: quiet hours, or the day's DM budget."""
+        with database.session() as session:
+            rows = session.execute(
+                select(OutboxMessage.key, OutboxMessage.created_at, OutboxMessage.delivered_at).where(
+                    OutboxMessage.delivered_at.is_not(None)
+                )
+            ).all()
+        queued = {
+            str(key): created
+            for key, created, delivered in rows
+            if delivered is not None and delivered - created >= dt.timedelta(minutes=10)
+        }
+        quiet = self.alignment.noise.quiet_hours
+        for index, entry in enumerate(self.transcript.entries):
+            user = self.directory.dm_user(entry.conversation)
+            key = str(((entry.payload.get("metadata") or {}).get("event_payload") or {}).get("key") or "")
+            if entry.kind != "message" or user is None or key not in queued:
+                continue
+            person = self.alignment.person_by_slack_id(user)
+            created = queued[key]
+            when = self._moment(created, entry.at)
+            note = f"queued {when}"
+            if person is not None and quiet and quiet.contains(created.astimezone(self.alignment.tz(person)).time()):
+                note += f" in {name_of(person)}'s quiet hours, {quiet} their time"
+            self.transcript.entries[index] = dataclasses.replace(entry, note=note)
 
     def _dm_lines(self) -> list[str]:
         """Bot DMs per person per workday (their own workdays and timezone), zero-days included."""

@@ -18,7 +18,7 @@ import re
 import statistics
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -70,6 +70,9 @@ EMOJI = {
     "information_source": "ℹ️",  # noqa: RUF001 - the emoji itself
     "rewind": "⏪",
     "sparkles": "✨",
+    "arrows_counterclockwise": "🔄",
+    "white_circle": "⚪",
+    "large_blue_circle": "🔵",
 }
 
 _ENTITY = re.compile(r"<([^<>\n]*)>")
@@ -104,6 +107,15 @@ class Directory:
 
     users: Mapping[str, str] = field(default_factory=dict)
     channels: Mapping[str, str] = field(default_factory=dict)
+    zones: Mapping[str, str] = field(default_factory=dict)  # user ID -> IANA timezone
+    reader: str | None = None  # the timezone dates are shown in, as Slack shows them to the reader
+
+    def for_reader(self, conversation: str) -> Directory:
+        """This directory, showing dates as the person of a DM ``conversation`` sees them in Slack
+        (in their own timezone); unchanged for a channel, whose readers differ."""
+        user = self.dm_user(conversation)
+        zone = self.zones.get(user) if user else None
+        return replace(self, reader=zone) if zone else self
 
     def user(self, user_id: str) -> str:
         """A person's name, or the raw ID when unknown."""
@@ -153,10 +165,21 @@ def _entity(inner: str, directory: Directory) -> _Entity:
         if command == "subteam":
             return _Entity("user", label or "@group")
         if command == "date":
-            return _Entity("date", label or _date_fallback(target))
+            return _Entity("date", _date_for(target, directory.reader) or label or _date_fallback(target))
         return _Entity("text", label or target)
     url = slack_unescape(target)
     return _Entity("link", label or url, href=url)
+
+
+def _date_for(target: str, zone: str | None) -> str | None:
+    """A date token's moment as its reader sees it: ``Tue Nov 17, 20:00 EST`` in ``zone``."""
+    if zone is None:
+        return None
+    try:
+        local = dt.datetime.fromtimestamp(int(target.split("^")[1]), dt.UTC).astimezone(ZoneInfo(zone))
+    except (IndexError, ValueError, KeyError):
+        return None
+    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
 
 
 def _date_fallback(target: str) -> str:
@@ -506,6 +529,7 @@ class Entry:
     details: tuple[str, ...] = ()
     from_bot: bool = True
     thread: str | None = None
+    note: str = ""  # said beside the heading: why a message came when it did
 
 
 def clock_text(moment: dt.datetime, tz: ZoneInfo) -> str:
@@ -599,27 +623,28 @@ class Transcript:
         if parent is not None:
             where += f", in the thread of “{self._thread_title(parent)}”"
         body: list[str] = []
+        directory = self.directory.for_reader(entry.conversation)
         if entry.kind == "typed":
             return _hanging(f"{when} · {where} · {entry.author} typed: {entry.text}", width)
         if entry.kind in {"action", "request"}:
             heading = f"{when} · {where} · {entry.author} {entry.text}"
             body = list(entry.details)
         elif entry.kind == "message":
-            heading = f"{when} · {where} · {entry.author}"
-            body = message_to_text(entry.payload, self.directory)
+            heading = f"{when} · {where} · {entry.author}" + (f" ({entry.note})" if entry.note else "")
+            body = message_to_text(entry.payload, directory)
         elif entry.kind == "ephemeral":
             heading = f"{when} · {where} · {entry.author} (only visible to {entry.visible_to})"
-            body = message_to_text(entry.payload, self.directory)
+            body = message_to_text(entry.payload, directory)
         elif entry.kind == "edit":
             original = self._original(entry)
             of = f" of {clock_text(original.at, self.tz)}" if original else ""
             heading = f"{when} · {where} · {entry.author} edited its message{of}; it now reads:"
-            body = message_to_text(entry.payload, self.directory)
+            body = message_to_text(entry.payload, directory)
         else:
             title = " ".join(_text_of(entry.payload.get("title"), self.directory))
             heading = f"{when} · {where} · {entry.author} {entry.text or 'opened'} “{title}” for {entry.visible_to}"
             heading += " (only visible to them)"
-            body = view_to_text(entry.payload, self.directory)
+            body = view_to_text(entry.payload, directory)
         return [*_hanging(heading, width), *(_wrap(line, width) for line in body if line.strip() or line == "")]
 
     def to_text(self, width: int = 110) -> str:
@@ -721,6 +746,7 @@ class Transcript:
             "visible_to": entry.visible_to,
             "text": entry.text,
             "details": list(entry.details),
+            "note": entry.note,
             "edited": clock_text(edit.at, self.tz) if edit is not None else None,
             "body": Markup(""),
             "title": "",
@@ -728,7 +754,7 @@ class Transcript:
             "replies": [],
         }
         if entry.kind in {"message", "ephemeral", "edit"}:
-            item["body"] = message_to_html(shown.payload, self.directory)
+            item["body"] = message_to_html(shown.payload, self.directory.for_reader(entry.conversation))
         elif entry.kind == "modal":
             item["title"] = str((entry.payload.get("title") or {}).get("text") or "")
             item["body"] = blocks_to_html(entry.payload.get("blocks") or [], self.directory)
