@@ -522,7 +522,9 @@ def test_after_a_yellow_flag_the_rep_calls_logged_in_the_crm_or_with_the_button(
     assert by_button <= set(yellow) and not by_button & red
     entries = _entries(week.transcript)
     assert sum(1 for e in entries if re.search(r" · DM → \w+ \w+ · \w+ \w+ clicked \[Mark contacted\]", e[0])) == 2
-    assert sum(1 for e in entries if re.search(r" · DM → \w+ \w+ · alignbot edited its message of ", e[0])) == 2
+    edits = [e for e in entries if re.search(r" · DM → \w+ \w+ · alignbot edited its message of ", e[0])]
+    assert sum(1 for e in edits if "marked contacted" in "\n".join(e)) == 2
+    assert sum(1 for e in edits if "recycled to marketing" in "\n".join(e)) == 1  # the recycled lead's nudge
     in_crm = {
         name
         for name in set(yellow) - red - by_button
@@ -536,7 +538,7 @@ def test_a_breach_sends_a_red_flag_and_escalates_to_the_manager_once_a_day(week:
     assert len(reds) == 4  # three breaches, and the one corrected later
     for post in reds:
         shown = _text(post.body["blocks"])
-        assert shown.startswith(":red_circle: *") and "is past the SLA by" in shown
+        assert shown.startswith(":red_circle: *") and "has reached its SLA deadline" in shown
         assert [b["action_id"] for b in _buttons(post)] == ["sla_contacted", "sla_recycle", "open_in_crm"]
     escalations = _sla_posts(week.fake, rf"sla:\d+:red:{re.escape(MIA)}")
     assert {p.body["channel"] for p in escalations} == {"U0MIA"}

@@ -115,9 +115,9 @@ def test_yellow_then_red_with_escalation_to_the_manager(
     tick_and_drain(deps, relay, "2026-11-23T19:00:01Z")  # 13:00 Chicago: the deadline
     assert len(fake_slack.posts("U0CHLOE")) == 2
     red = dms(fake_slack, "U0CHLOE")[1]
-    assert ":red_circle: *Dana Scully* at FBI Analytics is past the SLA" in red
+    assert ":red_circle: *Dana Scully* at FBI Analytics has reached its SLA deadline" in red
     [manager] = dms(fake_slack, "U0MIA")
-    assert "<@U0CHLOE> has not yet touched *Dana Scully*" in manager
+    assert "<@U0CHLOE> has not yet touched *Dana Scully* at FBI Analytics: the SLA reached its deadline" in manager
     assert clock_of(deps, "L1").state == "breached"
 
     tick_and_drain(deps, relay, "2026-11-23T21:00:00Z")  # later ticks send nothing more
@@ -380,3 +380,33 @@ def test_a_dm_held_overnight_counts_against_the_next_days_budget(
         relay.drain()
     posts = dms(fake_slack, "U0CHLOE")
     assert len(posts) == 3  # two within the day's budget, then one DM folding the rest
+
+
+def test_recycling_edits_the_nudge_so_its_buttons_go(
+    deps: Dependencies, app: App, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("R1", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T18:00:05Z")
+    [yellow] = fake_slack.posts("U0CHLOE")
+    with at("2026-11-23T18:20:00Z"):
+        slack.click(yellow.body, Action.SLA_RECYCLE, user="U0CHLOE", channel="DCHLOE")
+        modal = fake_slack.calls_to("views.open")[0].body["view"]
+        slack.submit(modal, {Block.REASON: ("option", "bad_fit")}, user="U0CHLOE")
+        relay.drain()
+    [edit] = fake_slack.calls_to("chat.update")
+    assert edit.body["ts"] == yellow.response["ts"]
+    assert "recycled to marketing" in all_text(edit.body["blocks"])
+    assert not any(b["type"] == "actions" for b in edit.body["blocks"])
+
+
+def test_the_red_flag_at_the_deadline_does_not_say_zero_minutes_late(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("Z1", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-23T19:00:01Z")
+    red = dms(fake_slack, "U0CHLOE")[-1]
+    assert "has reached its SLA deadline" in red and "0m" not in red
+    assert "Your manager hears of it too" in red

@@ -110,6 +110,7 @@ def sla_context(name: str | None = "Dana Scully", **clock: Any) -> dict[str, Any
         "reasons": ["no_response", "bad_fit", "not_ready"],
         "late": False,
         "for_manager": False,
+        "escalates": True,
     }
 
 

@@ -205,12 +205,13 @@ def _apply(
 ) -> None:
     """Bring a stored clock to what its events say, then queue what is due."""
     known = len(clock.reassignments or [])
-    for index, move in enumerate(plan.reassignments[known:], start=known):
-        _notify_reassignment(session, alignment, clock, move, index, info, now=now)
     clock.owner_email = plan.owner_email
     clock.reassignments = list(plan.reassignments)
     clock.warn_at, clock.due_at = plan.warn_at, plan.due_at
     clock.stopped_at, clock.stopped_by = plan.stopped_at, plan.stopped_by
+    # Told after the move, so the new owner reads their own time left and due time.
+    for index, move in enumerate(plan.reassignments[known:], start=known):
+        _notify_reassignment(session, alignment, clock, move, index, info, now=now)
     if plan.stopped_at is not None:
         clock.state = plan.state
         clock.next_check_at = None
@@ -316,6 +317,7 @@ def _context(
         "left": _left(alignment, sla, clock, now),
         "late_by": _late_by(alignment, sla, clock, now),
         "reasons": list(alignment.leads.recycle_reasons),
+        "escalates": False,
     }
 
 
@@ -450,6 +452,9 @@ def _red(
     context["late"] = now - clock.due_at > LATE_NOTICE
     owner = alignment.person(clock.owner_email)
     context["for_manager"] = False
+    context["escalates"] = any(t != "manager" for t in sla.escalate_to) or bool(
+        "manager" in sla.escalate_to and owner is not None and owner.manager
+    )
     _dm(
         session,
         alignment,
@@ -659,6 +664,7 @@ def recycle(
     )
     if result.accepted:
         info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
+        _close_nudges(session, alignment, clock, info, done="recycled", now=now)
         enqueue(
             session,
             key=f"lead:{clock.lead_id}:{event_id}",
@@ -670,6 +676,27 @@ def recycle(
             now=now,
         )
     return clock
+
+
+def _close_nudges(
+    session: Session, alignment: Alignment, clock: SlaClock, info: LeadInfo, *, done: str, now: dt.datetime
+) -> None:
+    """Edit the owner's yellow and red DMs of a clock to say it is dealt with (their buttons go)."""
+    data = render("sla_done", c=_context(alignment, _sla(alignment, clock), clock, info, now), done=done)
+    for level in ("yellow", "red"):
+        nudge = f"sla:{clock.id}:{level}"
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.key == nudge)) is None:
+            continue  # never sent (or folded into a digest): nothing to edit
+        enqueue(
+            session,
+            key=f"{nudge}:{done}",
+            kind="sla.done",
+            method="chat.update",
+            channel=_slack_target(alignment, clock.owner_email),
+            target_key=nudge,
+            message=_message(data),
+            now=now,
+        )
 
 
 def explain(session: Session, alignment: Alignment, clock: SlaClock, *, now: dt.datetime) -> dict[str, Any]:
