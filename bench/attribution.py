@@ -18,7 +18,6 @@ Goal: well under 10 ms for 500 touches under every model (aim: under 2 ms).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 import sys
@@ -98,21 +97,11 @@ def measure(count: int, reps: int, seed: int) -> tuple[dict[str, list[float]], l
             half_life_days=HALF_LIFE_DAYS,
         )
         problems += check(model, count, calls[model]())
-    for call in calls.values():  # warm-up, unmeasured
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    clock = time.perf_counter
-    for _ in range(reps):
-        for name, call in calls.items():
-            began = clock()
-            call()
-            times[name].append(clock() - began)
-    return times, problems
+    return benchlib.time_interleaved(calls, reps), problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about 2 seconds")
+    parser = benchlib.parser(__doc__, "a smoke run of about 2 seconds")
     parser.add_argument("--sizes", help="touch counts, comma-separated (default 50,500,5000)")
     parser.add_argument("--reps", type=int, help="timed calls per size and model (default 300; quick 40)")
     parser.add_argument("--seed", type=int, default=2026)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmarks: statistics, free ports, tables, result files.
+"""Small helpers shared by the benchmarks: options, statistics, timing, free ports, tables, result files.
 
 Only the standard library: the benchmarks import it as a sibling module (``python bench/x.py``
 puts ``bench/`` on ``sys.path``).
@@ -6,6 +6,7 @@ puts ``bench/`` on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -13,11 +14,18 @@ import platform
 import socket
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).with_name("results")
+
+
+def parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark: described by its docstring's first paragraph, with ``--quick``."""
+    result = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    result.add_argument("--quick", action="store_true", help=quick_help)
+    return result
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -40,6 +48,34 @@ def ratio(numerator: float, denominator: float) -> float:
     if not denominator or math.isnan(denominator) or math.isnan(numerator):
         return math.nan
     return numerator / denominator
+
+
+def medians_by_kind(
+    results: Iterable[Any], kinds: Iterable[str], figures: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """For each kind, the median of each figure (an attribute of the results) over its results (``.kind``)."""
+    results = list(results)
+    return {
+        kind: {name: median(getattr(r, name) for r in results if r.kind == kind) for name in figures} for kind in kinds
+    }
+
+
+def time_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int, per: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls`` (a call's time divided by ``per``), one value per round.
+
+    Every call runs once unmeasured first (a warm-up); then the calls take turns within each round,
+    so a noisy moment of the machine touches them all alike.
+    """
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    clock = time.perf_counter
+    for _ in range(rounds):
+        for name, call in calls.items():
+            began = clock()
+            call()
+            times[name].append((clock() - began) / per)
+    return times
 
 
 def free_port() -> int:

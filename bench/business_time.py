@@ -26,7 +26,6 @@ every moment, and ``between`` is the sum of the ``intervals``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 import sys
@@ -120,22 +119,12 @@ def check(starts: list[dt.datetime]) -> list[str]:
 
 def measure(starts: list[dt.datetime], rounds: int) -> dict[str, list[float]]:
     """Seconds per call of each figure, one value per round; the figures take turns within a round."""
-    calls = batches(starts)
-    for call in calls.values():  # warm-up, unmeasured (loads the holiday years too)
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    clock = time.perf_counter
-    for _ in range(rounds):
-        for name, call in calls.items():
-            began = clock()
-            call()
-            times[name].append((clock() - began) / len(starts))
-    return times
+    # The unmeasured warm-up call of each figure loads the holiday years too.
+    return benchlib.time_interleaved(batches(starts), rounds, per=len(starts))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of well under a second")
+    parser = benchlib.parser(__doc__, "a smoke run of well under a second")
     parser.add_argument("--starts", type=int, help="hand-off moments per batch (default 2000; quick 300)")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 25; quick 5)")
     parser.add_argument("--seed", type=int, default=2026)

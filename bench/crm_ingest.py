@@ -27,15 +27,10 @@ sent, one deal per closed-won event and a queued win post for every deal above t
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import http.client
 import itertools
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,19 +38,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
+import httpbench
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "alignment.example.toml"
+REPO = httpbench.REPO
+CONFIG = httpbench.CONFIG
 SECRET = "bench-webhook-secret"
-SLACK_SECRET = "bench-signing-secret"
-TOKEN = "xoxb-bench-token"
-KINDS = ("bare", "alignbot")
+KINDS = httpbench.KINDS
 PATH = "/crm/events"
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -75,8 +68,7 @@ CAMPAIGNS = ("Q4 data summit", "ELT guide", "Nurture: warehouse", "Retargeting E
 AMOUNTS = (("48000", "USD"), ("12500.50", "EUR"), ("3200", "USD"), ("250000", "USD"))
 DIGEST_BELOW = 5000
 CONFIG_WINS = "C0WINS"  # channels.wins of the example config
-_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Violation|Timeout)\w*: .*")
-_LOG_RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d ")  # a log line of the servers (logging or gunicorn)
+COMPARISON = httpbench.Comparison("events_per_s", "events/s", "bare (read, verify, 202)", (">= 0.60", "", "", ""))
 
 # One cycle of twenty events, all about one account: 6 hand-offs, 5 first contacts, 8 touches
 # (4 on the account, 4 on an account without a deal), then the account's deal closes won.
@@ -207,248 +199,75 @@ def build_bare_wsgi(env: Any) -> Any:
     return app
 
 
-def serve_main(kind: str, workers: int, threads: int) -> None:
-    """Run ``bot.server.serve`` on 127.0.0.1:$PORT, with the real or the bare app factory."""
-    import bot.server
-    from bot.cli import _setup_logging
-    from bot.config import Environment
-
-    _setup_logging()  # the logging ``alignbot web`` sets up: one INFO line per request
-    _exit_with_parent()
-    env = Environment.from_environ()
-    if kind == "bare":
-        # Same gunicorn and the same options (serve() builds them); only the WSGI app differs.
-        bot.server.build_wsgi = build_bare_wsgi
-    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}")
-
-
-def _exit_with_parent() -> None:
-    """Stop this gunicorn (by SIGTERM to itself) if the benchmark dies without stopping it."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-@dataclass
-class Server:
-    kind: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
-def start_server(kind: str, *, workdir: Path, api_url: str, database_url: str, workers: int, threads: int) -> Server:
-    port = benchlib.free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ALIGNBOT_"))},
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SLACK_SECRET,
-        "SLACK_API_URL": api_url,
-        "ALIGNBOT_WEBHOOK_SECRET": SECRET,
-        "DATABASE_URL": database_url,
-        "ALIGNBOT_CONFIG": str(CONFIG),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = workdir / f"{kind}.log"
-    with log_path.open("wb") as log:
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve", kind]
-        command += ["--workers", str(workers), "--threads", str(threads)]
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server(kind, port, process, log_path)
-    if not benchlib.wait_for_port(port, 30) or process.poll() is not None:
-        server.stop()
-        raise SystemExit(f"the {kind} server did not start; see its log:\n{log_path.read_text()[-3000:]}")
-    return server
-
-
 # --- the clients --------------------------------------------------------------------------------
 
 
-@dataclass
-class RoundResult:
-    kind: str  # bare | alignbot, and for batches: bare-batch | batch | duplicates
-    requests: int
-    events: int
-    seconds: float
-    latencies: list[float]
-    ok: int
-    bad: list[str] = field(default_factory=list)
-    by_type: dict[str, list[float]] = field(default_factory=dict)
-    client_cpu: float = float("nan")  # CPU seconds of this process (the clients) per wall second
-
-    @property
-    def rate(self) -> float:
-        """Events per second (for single events, also requests per second)."""
-        return self.events / self.seconds if self.seconds else float("nan")
-
-    @property
-    def p50_ms(self) -> float:
-        return benchlib.percentile(self.latencies, 50) * 1000
-
-    @property
-    def p99_ms(self) -> float:
-        return benchlib.percentile(self.latencies, 99) * 1000
+# (body, content type, events in it, label for the breakdown by type) -> a request signed now
+def signed_request(body: bytes, content_type: str, size: int, label: str) -> httpbench.Request:
+    return httpbench.Request(body, signed(body, content_type), size, label)
 
 
-Check = Callable[[int, bytes, int], bool]
+def expect(accepted: int | None, duplicates: int = 0) -> httpbench.Check:
+    """An answer check: 202 with these counts (``accepted`` None: any 202, the bare endpoint; -1: all)."""
 
-
-def expect(accepted: int | None, duplicates: int = 0) -> Check:
-    """An answer check: 202 with these counts (``accepted`` None: any 202, the bare endpoint)."""
-
-    def check(status: int, data: bytes, size: int) -> bool:
+    def check(status: int, data: bytes, size: int) -> tuple[bool, None]:
         if status != 202:
-            return False
+            return False, None
         if accepted is None:
-            return True
+            return True, None
         try:
             payload = json.loads(data)
         except ValueError:
-            return False
+            return False, None
         want = {"accepted": size if accepted < 0 else accepted, "duplicates": duplicates, "ignored": 0}
-        return bool(payload == want)
+        return payload == want, None
 
     return check
 
 
-def run_round(
-    kind: str,
-    port: int,
-    *,
-    seconds: float,
-    clients: int,
-    next_request: Callable[[], tuple[bytes, str, int, str]],
-    check: Check,
-) -> RoundResult:
-    """Send requests from ``clients`` keep-alive connections for ``seconds``, in a closed loop.
-
-    ``next_request()`` gives (body, content type, events in it, event type for the breakdown);
-    every request is signed just before it is sent, as a CRM does.
-    """
-    per_client: list[list[float]] = [[] for _ in range(clients)]
-    by_type: list[dict[str, list[float]]] = [{} for _ in range(clients)]
-    oks = [0] * clients
-    events = [0] * clients
-    sent = [0] * clients
-    bads: list[list[str]] = [[] for _ in range(clients)]
-    start = threading.Barrier(clients + 1)
-    deadline = [float("inf")]
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.connect()
-        start.wait()
-        while time.perf_counter() < deadline[0]:
-            body, content_type, size, label = next_request()
-            headers = signed(body, content_type)
-            sent[index] += 1
-            began = time.perf_counter()
-            try:
-                connection.request("POST", PATH, body, headers)
-                response = connection.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                bads[index].append(f"{type(exc).__name__}: {exc}")
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                continue
-            latency = time.perf_counter() - began
-            per_client[index].append(latency)
-            by_type[index].setdefault(label, []).append(latency)
-            if check(response.status, data, size):
-                oks[index] += 1
-                events[index] += size
-            elif len(bads[index]) < 5:
-                bads[index].append(f"HTTP {response.status}: {data[:300]!r}")
-            else:
-                bads[index].append(f"HTTP {response.status}")
-        connection.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    cpu_began = time.process_time()
-    deadline[0] = began + seconds
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    cpu = time.process_time() - cpu_began
-    merged: dict[str, list[float]] = {}
-    for chunk in by_type:
-        for label, values in chunk.items():
-            merged.setdefault(label, []).extend(values)
-    return RoundResult(
-        kind=kind,
-        requests=sum(sent),
-        events=sum(events),
-        seconds=elapsed,
-        latencies=[lat for lats in per_client for lat in lats],
-        ok=sum(oks),
-        bad=[b for bs in bads for b in bs],
-        by_type=merged,
-        client_cpu=cpu / elapsed if elapsed else float("nan"),
-    )
+Source = Callable[[int], httpbench.Request]
 
 
-def single_source(factory: EventFactory) -> Callable[[], tuple[bytes, str, int, str]]:
-    def next_request() -> tuple[bytes, str, int, str]:
+def single_source(factory: EventFactory) -> Source:
+    """One event a request, each signed just before it is sent, as a CRM does."""
+
+    def next_request(_n: int) -> httpbench.Request:
         event = factory.next()
-        return json.dumps(event).encode(), STRUCTURED, 1, str(event["type"])
+        return signed_request(json.dumps(event).encode(), STRUCTURED, 1, str(event["type"]))
 
     return next_request
 
 
-def batch_source(
-    factory: EventFactory, size: int, keep: list[bytes] | None
-) -> Callable[[], tuple[bytes, str, int, str]]:
+def batch_source(factory: EventFactory, size: int, keep: list[bytes] | None) -> Source:
     """New batches; each body is also appended to ``keep`` (to be re-sent as duplicates)."""
 
-    def next_request() -> tuple[bytes, str, int, str]:
+    def next_request(_n: int) -> httpbench.Request:
         body = json.dumps(factory.batch(size)).encode()
         if keep is not None:
             keep.append(body)  # list.append is atomic under the GIL
-        return body, BATCH, size, "batch"
+        return signed_request(body, BATCH, size, "batch")
 
     return next_request
 
 
-def resend_source(bodies: list[bytes], size: int) -> Callable[[], tuple[bytes, str, int, str]]:
+def resend_source(bodies: list[bytes], size: int) -> Source:
     """The batches already sent, again and again in turn (re-signed each time): all duplicates."""
     snapshot = list(bodies)
     turns: Iterator[int] = itertools.cycle(range(len(snapshot)))
     lock = threading.Lock()
 
-    def next_request() -> tuple[bytes, str, int, str]:
+    def next_request(_n: int) -> httpbench.Request:
         with lock:
             body = snapshot[next(turns)]
-        return body, BATCH, size, "duplicates"
+        return signed_request(body, BATCH, size, "duplicates")
 
     return next_request
 
 
-def report_round(label: str, result: RoundResult, unit: str = "events") -> None:
+def report_round(label: str, result: httpbench.RoundResult, unit: str = "events") -> None:
     print(
         f"  {label:28}: {result.requests} requests, {result.events} {unit} in {result.seconds:.2f}s = "
-        f"{result.rate:.0f} {unit}/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-        f"client CPU {result.client_cpu:.0%}, {len(result.bad)} bad",
+        f"{result.events_per_s:.0f} {unit}/s, {result.latency_note()}",
         flush=True,
     )
 
@@ -537,18 +356,15 @@ def profile_main(mode: str, count: int, top: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    parser.add_argument("--rounds", type=int, help="single-event rounds per side (default 5; quick 1)")
-    parser.add_argument("--seconds", type=float, help="length of a single-event round (default 4; quick 1)")
+    parser = benchlib.parser(__doc__, "a smoke run of a few seconds")
+    httpbench.add_round_options(parser, "single-event ")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds per side first (default 1; quick 0.3)")
     parser.add_argument("--clients", type=int, default=8, help="keep-alive clients for single events (default 8)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000, the maximum)")
     parser.add_argument("--batch-rounds", type=int, help="rounds of each batch run (default 3; quick 1)")
     parser.add_argument("--batch-seconds", type=float, help="length of a batch round (default 3; quick 1)")
     parser.add_argument("--batch-clients", type=int, default=2, help="keep-alive clients for batches (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both sides (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker, both sides (default 4)")
+    httpbench.add_server_options(parser)
     parser.add_argument(
         "--database-url",
         help="run alignbot on this database instead of a temporary SQLite file, e.g. "
@@ -561,24 +377,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, help="requests to profile (default 2000 single / 20 batches)")
     parser.add_argument("--top", type=int, default=30, help="functions shown per profile table (default 30)")
-    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve_main(args.serve, args.workers, args.threads)
+        httpbench.serve_main(args.serve, args.workers, args.threads, build_bare_wsgi)
         return 0
     if args.profile:
         count = args.count or (2000 if args.profile == "single" else 20)
         return profile_main(args.profile, count, args.top)
-    rounds = args.rounds or (1 if args.quick else 5)
-    seconds = args.seconds or (1.0 if args.quick else 4.0)
-    warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    rounds, seconds, warmup = httpbench.round_settings(args)
     batch_rounds = args.batch_rounds or (1 if args.quick else 3)
     batch_seconds = args.batch_seconds or (1.0 if args.quick else 3.0)
     size = args.batch_size
 
-    from sqlalchemy import func, select, text
+    from sqlalchemy import func, select
 
-    from bot.db import Database
     from bot.fakeslack import FakeSlack
     from bot.models import CrmEvent, Deal, Lead, OutboxMessage, Touch
 
@@ -588,35 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="alignbot-bench-") as tmp, FakeSlack() as fake:
         workdir = Path(tmp)
-        database_url = args.database_url or f"sqlite:///{workdir / 'alignbot.db'}"
-        database = Database.from_url(database_url)
-        database.upgrade()
-        if args.database_url:
-            with database.engine.begin() as connection:
-                for statement in (
-                    "DELETE FROM crm_events",
-                    "DELETE FROM leads",
-                    "DELETE FROM touches",
-                    "DELETE FROM deals",
-                    "DELETE FROM outbox",
-                    "DELETE FROM channel_pace",
-                ):
-                    connection.execute(text(statement))
+        database_url, database = httpbench.prepare_database(
+            args.database_url, workdir, ("crm_events", "leads", "touches", "deals", "outbox", "channel_pace")
+        )
         fake.enforce_rate_limit(1.0)
-        servers: dict[str, Server] = {}
-        warm: list[RoundResult] = []
-        singles: list[RoundResult] = []
-        batches: list[RoundResult] = []
-        try:
-            for kind in KINDS:
-                servers[kind] = start_server(
-                    kind,
-                    workdir=workdir,
-                    api_url=fake.url,
-                    database_url=database_url,
-                    workers=args.workers,
-                    threads=args.threads,
-                )
+        webhook_env = {"ALIGNBOT_WEBHOOK_SECRET": SECRET}
+        with httpbench.running(__file__, args, workdir, fake.url, database_url, webhook_env) as servers:
             print(
                 f"gunicorn gthread, {args.workers} workers x {args.threads} threads per side; "
                 f"{'SQLite' if database.is_sqlite else database.engine.dialect.name}; {benchlib.machine()}",
@@ -626,65 +415,54 @@ def main(argv: list[str] | None = None) -> int:
                 f"single events: {args.clients} keep-alive clients, {rounds} round(s) of {seconds:g}s per side",
                 flush=True,
             )
-            single_checks = {"bare": expect(None), "alignbot": expect(1)}
-            for kind in KINDS:
-                warm.append(
-                    run_round(
-                        kind,
-                        servers[kind].port,
-                        seconds=warmup,
-                        clients=args.clients,
-                        next_request=single_source(factories[kind]),
-                        check=single_checks[kind],
-                    )
+
+            def measure(
+                label: str, side: str, source: Source, check: httpbench.Check, round_seconds: float, clients: int
+            ) -> httpbench.RoundResult:
+                return httpbench.run_round(
+                    label,
+                    servers[side].port,
+                    path=PATH,
+                    seconds=round_seconds,
+                    clients=clients,
+                    next_request=source,
+                    check=check,
+                    timeout=60,
+                    sample=300,
                 )
-            for r in range(rounds):
-                for kind in KINDS:
-                    result = run_round(
-                        kind,
-                        servers[kind].port,
-                        seconds=seconds,
-                        clients=args.clients,
-                        next_request=single_source(factories[kind]),
-                        check=single_checks[kind],
-                    )
-                    singles.append(result)
-                    report_round(f"round {r + 1} {kind}", result)
+
+            single_checks = {"bare": expect(None), "alignbot": expect(1)}
+
+            def single(kind: str, round_seconds: float) -> httpbench.RoundResult:
+                return measure(
+                    kind, kind, single_source(factories[kind]), single_checks[kind], round_seconds, args.clients
+                )
+
+            warm, singles = httpbench.alternate(
+                single,
+                lambda number, kind, result: report_round(f"round {number} {kind}", result),
+                warmup=warmup,
+                rounds=rounds,
+                seconds=seconds,
+            )
             print(
                 f"batches of {size}: {args.batch_clients} keep-alive clients, {batch_rounds} round(s) of "
                 f"{batch_seconds:g}s per run (bare, new events, the same batches re-sent)",
                 flush=True,
             )
-            warm.append(
-                run_round(
-                    "batch",
-                    servers["alignbot"].port,
-                    seconds=warmup,
-                    clients=args.batch_clients,
-                    next_request=batch_source(batch_factories["alignbot"], size, sent_batches),
-                    check=expect(-1),
-                )
-            )
+            new_batches = batch_source(batch_factories["alignbot"], size, sent_batches)
+            warm.append(measure("batch", "alignbot", new_batches, expect(-1), warmup, args.batch_clients))
+            batches: list[httpbench.RoundResult] = []
             for r in range(batch_rounds):
-                runs: tuple[tuple[str, str, Callable[[], tuple[bytes, str, int, str]], Check], ...] = (
+                runs: tuple[tuple[str, str, Source, httpbench.Check], ...] = (
                     ("bare-batch", "bare", batch_source(batch_factories["bare"], size, None), expect(None)),
                     ("batch", "alignbot", batch_source(batch_factories["alignbot"], size, sent_batches), expect(-1)),
                     ("duplicates", "alignbot", resend_source(sent_batches, size), expect(0, size)),
                 )
                 for label, side, source, check in runs:
-                    result = run_round(
-                        label,
-                        servers[side].port,
-                        seconds=batch_seconds,
-                        clients=args.batch_clients,
-                        next_request=source,
-                        check=check,
-                    )
+                    result = measure(label, side, source, check, batch_seconds, args.batch_clients)
                     batches.append(result)
                     report_round(f"round {r + 1} {label}", result)
-        finally:
-            for server in servers.values():
-                server.stop()
 
         # --- correctness ---
         every = warm + singles + batches
@@ -743,59 +521,25 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(
                 f"{len(win_posts)} win posts and {len(journeys)} journeys queued for {len(big)} wins over the line"
             )
-        log_errors: list[str] = []
-        log_warnings: list[str] = []
-        first_traceback: list[str] = []
-        exceptions: Counter[str] = Counter()  # the exception lines of every traceback (causes included)
-        for server in servers.values():
-            lines = server.log_path.read_text(errors="replace").splitlines()
-            log_errors += [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
-            log_warnings += [line for line in lines if " WARNING " in line]
-            exceptions.update(m.group(0)[:160] for line in lines if (m := _EXCEPTION.match(line)))
-            starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
-            if starts and not first_traceback:
-                # The whole (chained) traceback: up to the next log record, which starts with a date.
-                end = next((i for i in range(starts[0] + 1, len(lines)) if _LOG_RECORD.match(lines[i])), len(lines))
-                first_traceback = lines[max(starts[0] - 1, 0) : end]
-        if log_errors:
-            problems.append(f"{len(log_errors)} error line(s) in the server logs, first: {log_errors[0]}")
-        for exception, times in exceptions.most_common(5):
-            problems.append(f"{times} x in the server logs: {exception}")
+        logs = httpbench.scan_logs(servers.values())
+        problems += logs.problems(exceptions=5)
         wins_delivered = len(fake.posts(CONFIG_WINS))
 
     elapsed = time.perf_counter() - wall
-    summary: dict[str, dict[str, float]] = {}
-    for kind in (*KINDS, "bare-batch", "batch", "duplicates"):
-        mine = [res for res in singles + batches if res.kind == kind]
-        summary[kind] = {
-            "events_per_s": benchlib.median(res.rate for res in mine),
-            "requests_per_s": benchlib.median(res.requests / res.seconds for res in mine if res.seconds),
-            "p50_ms": benchlib.median(res.p50_ms for res in mine),
-            "p99_ms": benchlib.median(res.p99_ms for res in mine),
-            "client_cpu": benchlib.median(res.client_cpu for res in mine),
-        }
-    ratios = {
-        "throughput": benchlib.ratio(summary["alignbot"]["events_per_s"], summary["bare"]["events_per_s"]),
-        "p50": benchlib.ratio(summary["alignbot"]["p50_ms"], summary["bare"]["p50_ms"]),
-        "p99": benchlib.ratio(summary["alignbot"]["p99_ms"], summary["bare"]["p99_ms"]),
-    }
-    print()
-    print(f"single events over HTTP: medians over {rounds} round(s) of {seconds:g}s per side")
-    rows_out: list[list[Any]] = []
-    for label, kind in (("bare (read, verify, 202)", "bare"), ("alignbot", "alignbot")):
-        figures = summary[kind]
-        rows_out.append(
-            [label, figures["events_per_s"], figures["p50_ms"], figures["p99_ms"], f"{figures['client_cpu']:.0%}"]
-        )
-    rows_out.append(["alignbot / bare", ratios["throughput"], ratios["p50"], ratios["p99"], ""])
-    rows_out.append(["goal", ">= 0.60", "", "", ""])
-    print(benchlib.table(["", "events/s", "p50 ms", "p99 ms", "client CPU"], rows_out))
-    print()
+    summary = benchlib.medians_by_kind(
+        singles + batches,
+        (*KINDS, "bare-batch", "batch", "duplicates"),
+        ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "client_cpu"),
+    )
+    ratios = COMPARISON.ratios(summary)
+    COMPARISON.print_table(
+        f"single events over HTTP: medians over {rounds} round(s) of {seconds:g}s per side", summary, ratios
+    )
     print("alignbot latency by event type (all measured single-event rounds pooled)")
     by_type: dict[str, list[float]] = {}
     for res in singles:
         if res.kind == "alignbot":
-            for label, values in res.by_type.items():
+            for label, values in res.by_label.items():
                 by_type.setdefault(label, []).extend(values)
     type_rows = [
         [label, len(values), benchlib.percentile(values, 50) * 1000, benchlib.percentile(values, 99) * 1000]
@@ -822,10 +566,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{batch_sent} in new batches); {leads} leads, {touches} touches, {len(deal_rows)} deals "
         f"({len(posted)} announced, {len(digested)} for the digest); {outbox_rows} outbox rows, {delivered} delivered "
         f"({wins_delivered} posts reached the fake's wins channel, 429s: {fake.rate_limited}); "
-        f"{len(log_warnings)} warning line(s) in the server logs"
+        f"{len(logs.warnings)} warning line(s) in the server logs"
     )
-    if log_warnings:
-        print(f"first warning: {log_warnings[0]}")
+    if logs.warnings:
+        print(f"first warning: {logs.warnings[0]}")
     single_met = ratios["throughput"] >= 0.6
     batch_met = summary["batch"]["events_per_s"] >= 10_000
     print(
@@ -834,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for problem in problems:
         print(f"PROBLEM: {problem}")
-    if first_traceback:
+    if logs.first_traceback:
+        first_traceback = logs.first_traceback
         # The project's own frames (file, line, code), then the exception after the last frame.
         own_frames = [
             f"{line.strip()}: {first_traceback[i + 1].strip() if i + 1 < len(first_traceback) else ''}"
@@ -865,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
                     "kind": r.kind,
                     "requests": r.requests,
                     "events": r.events,
-                    "events_per_s": r.rate,
+                    "events_per_s": r.events_per_s,
                     "p50_ms": r.p50_ms,
                     "p99_ms": r.p99_ms,
                 }

@@ -25,7 +25,6 @@ outbox's bookkeeping. Also measured once: the raw cost of one unpaced post to th
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import tempfile
@@ -232,8 +231,7 @@ def raw_post_cost(fake: Any, calls: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser = benchlib.parser(__doc__, "a smoke run of a few seconds")
     parser.add_argument("--channels", type=int, help="channels (default 50; quick 10)")
     parser.add_argument("--per-channel", type=int, help="messages per channel (default 5; quick 3)")
     parser.add_argument("--rounds", type=int, help="rounds per side (default 3; quick 1)")
@@ -275,14 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - wall
 
     ideal = float(count)  # 1 msg/s per channel
-    summary: dict[str, dict[str, float]] = {}
-    for kind in KINDS:
-        mine = [r for r in results if r.kind == kind]
-        summary[kind] = {
-            "sustained": benchlib.median(r.sustained for r in mine),
-            "makespan": benchlib.median(r.makespan for r in mine),
-            "rate_limited": float(sum(r.rate_limited for r in mine)),
-        }
+    summary = benchlib.medians_by_kind(results, KINDS, ("sustained", "makespan"))
+    for kind, figures in summary.items():
+        figures["rate_limited"] = float(sum(r.rate_limited for r in results if r.kind == kind))
     ideal_makespan = float(per_channel - 1)
     print()
     print(f"outbox relay to {count} channels x {per_channel} messages: medians over {rounds} round(s)")

@@ -645,9 +645,9 @@ def bench_breach(
     red_keys = {f"sla:{i}:red": i for i in deadlines}
     tick_log: list[tuple[float, float, int]] = []  # (wall start, seconds, clocks looked at)
 
-    def timed_tick(deps: Dependencies) -> int:
+    def timed_tick(deps: Dependencies, *, batch: int = 200) -> int:
         began, wall = time.perf_counter(), time.time()
-        looked = sla_tick(deps)
+        looked = sla_tick(deps, batch=batch)
         tick_log.append((wall, time.perf_counter() - began, looked))
         return looked
 
@@ -974,8 +974,7 @@ def count_flagged(store: ClockStore) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10k vs 100k clocks, 100 deadlines over 20 s")
+    parser = benchlib.parser(__doc__, "a smoke run: 10k vs 100k clocks, 100 deadlines over 20 s")
     parser.add_argument("--small", type=int, help="open clocks of the small database (default 10,000)")
     parser.add_argument("--large", type=int, help="open clocks of the large one (default 1,000,000; quick 100,000)")
     parser.add_argument("--reps", type=int, help="timed ticks per size (default 30; quick 8)")
