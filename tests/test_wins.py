@@ -17,7 +17,7 @@ from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
-from tests.conftest import SIGNING_SECRET
+from tests.conftest import SIGNING_SECRET, response_json
 from tests.crm_helpers import batch, event, post, serve
 from tests.test_feedback_command import all_text
 
@@ -270,6 +270,11 @@ def test_the_owner_tells_how_the_deal_was_won_in_the_thread(
 
     slack.click(message, Action.WIN_STORY, user="U0AVA", channel="C0WINS")
     modal = fake_slack.calls_to("views.open")[0].body["view"]
+    forged = response_json(slack.submit(modal, {Block.STORY: "I was there too"}, user="U0BEN"))
+    assert forged == {
+        "response_action": "errors",
+        "errors": {"story": "<@U0AVA> closed this one: the story is theirs to tell."},
+    }
     slack.submit(
         modal, {Block.STORY: "The webinar got their data team in; the ROI review <!channel> closed it."}, user="U0AVA"
     )

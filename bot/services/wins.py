@@ -24,7 +24,7 @@ from bot.errors import UserFacingError
 from bot.models import CrmEvent, Deal, Lead
 from bot.models import Touch as TouchRow
 from bot.outbox import Message, enqueue
-from bot.render import render
+from bot.render import render, who
 from bot.services import attribution
 from bot.services.crm import IngestResult
 
@@ -321,6 +321,21 @@ def enqueue_digest(session: Session, alignment: Alignment, *, occurrence: dt.dat
 # --- how it was won -----------------------------------------------------------------------------
 
 
+def may_tell_story(session: Session, alignment: Alignment, deal_id: str, *, slack_id: str) -> Deal:
+    """The deal whose story ``slack_id`` may tell: its owner or SDR (anyone, if neither is configured)."""
+    deal = session.get(Deal, deal_id)
+    if deal is None or deal.announced_as != "post":
+        raise UserFacingError("That win is not in the wins channel.")
+    if deal.story:
+        raise UserFacingError("The story of this win has already been told in the thread.", field="story")
+    tellers = {alignment.person(e) for e in (deal.owner_email, deal.sdr_email) if e}
+    allowed = {p.slack_id for p in tellers if p is not None and p.slack_id}
+    if allowed and slack_id not in allowed:
+        owner = who(person(alignment, deal.owner_email))
+        raise UserFacingError(f"{owner} closed this one: the story is theirs to tell.", field="story")
+    return deal
+
+
 def record_story(session: Session, alignment: Alignment, deal_id: str, *, by: str, text: str, now: dt.datetime) -> Deal:
     """The owner's line on how the deal was won, posted once into the win's thread."""
     story = " ".join(text.split())
@@ -328,11 +343,7 @@ def record_story(session: Session, alignment: Alignment, deal_id: str, *, by: st
         raise UserFacingError("Write a line on how the deal was won.", field="story")
     if len(story) > MAX_STORY:
         raise UserFacingError(f"Keep it to one line (under {MAX_STORY} characters).", field="story")
-    deal = session.get(Deal, deal_id)
-    if deal is None or deal.announced_as != "post":
-        raise UserFacingError("That win is not in the wins channel.")
-    if deal.story:
-        raise UserFacingError("The story of this win has already been told in the thread.", field="story")
+    deal = may_tell_story(session, alignment, deal_id, slack_id=by)
     deal.story, deal.story_by = story, by
     announce(session, alignment, deal, now=now)  # the thread's invitation gives way to the story
     data = render("win_story", story=story, by=by, deal={"name": deal.name})
