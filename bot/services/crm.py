@@ -155,6 +155,22 @@ def _existing(session: Session, model: type[Any], key: Any, ids: set[str]) -> di
     return rows
 
 
+def _save(session: Session, model: type[Any], row: Any, state: dict[str, Any]) -> set[str]:
+    """Insert or update one folded row; returns the accounts it belongs to, before and after.
+
+    Both matter: a touch or a deal moved to another account changes the wins of the two.
+    """
+    accounts = {str(state["account_id"])} if state.get("account_id") else set()
+    if row is None:
+        session.add(model(**state))
+        return accounts
+    if getattr(row, "account_id", None):
+        accounts.add(str(row.account_id))
+    for name, value in state.items():
+        setattr(row, name, value)
+    return accounts
+
+
 def _fold_leads(session: Session, lead_ids: set[str]) -> set[str]:
     if not lead_ids:
         return set()
@@ -198,14 +214,7 @@ def _fold_leads(session: Session, lead_ids: set[str]) -> set[str]:
                 state["recycled_at"] = event.time
                 state["recycle_reason"] = data.get("reason")
         state["updated_at"] = events[-1].time
-        row = rows.get(lead_id)
-        if row is None:
-            session.add(Lead(**state))
-        else:
-            for name, value in state.items():
-                setattr(row, name, value)
-        if state["account_id"]:
-            accounts.add(str(state["account_id"]))
+        accounts |= _save(session, Lead, rows.get(lead_id), state)
     return accounts
 
 
@@ -230,14 +239,7 @@ def _fold_touches(session: Session, touch_ids: set[str]) -> set[str]:
             and str(data["marketing_owner_email"]).lower(),
             "time": latest.time,
         }
-        row = rows.get(touch_id)
-        if row is None:
-            session.add(Touch(**state))
-        else:
-            accounts.add(row.account_id)  # a touch moved between accounts changes both
-            for name, value in state.items():
-                setattr(row, name, value)
-        accounts.add(str(data["account_id"]))
+        accounts |= _save(session, Touch, rows.get(touch_id), state)
     return accounts
 
 
@@ -280,12 +282,5 @@ def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:
         if state is None:
             continue  # only a reopening so far: nothing to show until the deal closes
         state["updated_at"] = events[-1].time
-        row = rows.get(deal_id)
-        if row is None:
-            session.add(Deal(**state))
-        else:
-            accounts.add(row.account_id)
-            for name, value in state.items():
-                setattr(row, name, value)
-        accounts.add(str(state["account_id"]))
+        accounts |= _save(session, Deal, rows.get(deal_id), state)
     return accounts
