@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,6 +244,7 @@ class OutboxRelay:
         batch: int = 200,
         on_delivered: Callable[[OutboxMessage], None] | None = None,
         min_pass_interval: float = 0.02,
+        concurrency: int = 8,
     ) -> None:
         self.database = database
         self.client = client
@@ -265,6 +267,8 @@ class OutboxRelay:
         self._woken_lock = threading.Lock()
         self._woken_channels: set[str] | None = set()  # None: woken for everything
         self.min_pass_interval = min_pass_interval
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- thread control ---
 
@@ -301,12 +305,15 @@ class OutboxRelay:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread after the message it is sending, if any."""
+        """Stop the thread after the messages it is sending, if any."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _run(self) -> None:
         last_pass = 0.0
@@ -361,13 +368,18 @@ class OutboxRelay:
         return self._pass()[0]
 
     def _pass(self) -> tuple[int, bool]:
-        """Returns (sent, whether more is due within a pacing interval)."""
+        """Returns (sent, whether more is due within a pacing interval).
+
+        The head message of every ready channel is claimed first, then the claims are sent
+        side by side (one per channel, so each channel keeps its order): a burst to many
+        people goes out at the speed of Slack, not of one HTTP call after another.
+        """
         with self._pass_lock:
             heads = self._channel_heads(self.clock())
-            sent = 0
             waiting = False
             next_due: dt.datetime | None = None
             blocked: dict[str, dt.datetime] = {}
+            claims: list[_Claim] = []
             for message_id, channel, due in heads:
                 now = self.clock()
                 opens = max(due, self._paused_until.get(channel, now), self._next_slot.get(channel, now))
@@ -379,16 +391,28 @@ class OutboxRelay:
                         next_due = opens if next_due is None else min(next_due, opens)
                     continue
                 claim = self._claim(message_id, channel, now)
-                if claim is not None and self._deliver(claim):
-                    sent += 1
-                after = self.clock()
-                opens = max(self._paused_until.get(channel, after), self._next_slot.get(channel, after))
+                if claim is not None:
+                    claims.append(claim)
+                elif self._next_slot.get(channel, now) > now:
+                    blocked[channel], waiting = self._next_slot[channel], True
+            if len(claims) > 1 and self.concurrency > 1:
+                outcomes = list(self._executor().map(self._deliver, claims))
+            else:
+                outcomes = [self._deliver(claim) for claim in claims]
+            after = self.clock()
+            for claim in claims:
+                opens = max(self._paused_until.get(claim.channel, after), self._next_slot.get(claim.channel, after))
                 if opens > after:
-                    blocked[channel] = opens
-                waiting = waiting or claim is not None or opens > after
+                    blocked[claim.channel] = opens
             self._next_due = next_due
             self._blocked_until = blocked
-            return sent, waiting or sent > 0
+            sent = sum(outcomes)
+            return sent, waiting or bool(claims)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="outbox-send")
+        return self._pool
 
     def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, dt.datetime]]:
         """The oldest undelivered message of each channel, so each channel keeps its order."""

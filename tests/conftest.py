@@ -92,8 +92,9 @@ def deps(alignment: Alignment, database: Database) -> Dependencies:
 
 @pytest.fixture
 def relay(database: Database, fake_slack: FakeSlack) -> OutboxRelay:
-    """The outbox relay, run pass by pass by the test (``relay.drain()``), unpaced unless a test paces it."""
-    return OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=2), pace=0)
+    """The outbox relay, run pass by pass by the test (``relay.drain()``): unpaced, one send at a time
+    so what Slack receives comes in a stable order (tests/test_outbox.py covers concurrent sends)."""
+    return OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=2), pace=0, concurrency=1)
 
 
 @pytest.fixture

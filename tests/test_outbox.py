@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 
 import pytest
@@ -69,8 +70,9 @@ def test_a_429_delays_but_never_loses_or_duplicates(database: Database, fake_sla
 
 def test_a_long_retry_after_pauses_that_channel_only(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
     put(database, "slow")
-    put(database, "other", channel="C0VOC")
     fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)
+    relay.drain()
+    put(database, "other", channel="C0VOC")
     relay.drain()
     assert texts(fake_slack, "C0VOC") == ["message other"]
     assert fake_slack.posts("C0WINS") == []
@@ -187,3 +189,17 @@ def test_the_relay_thread_delivers_within_moments_of_the_commit(database: Databa
         fake_slack.wait_for(lambda calls: any(c.method == "chat.postMessage" for c in calls), timeout=2)
     finally:
         relay.stop()
+
+
+def test_a_burst_to_many_people_is_sent_side_by_side_once_each(database: Database, fake_slack: FakeSlack) -> None:
+    for i in range(60):
+        put(database, f"dm{i}", channel=f"U{i:04d}X")
+    fake_slack.delay_next("chat.postMessage", seconds=0.2, count=60, after_effect=True)
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=0, concurrency=8)
+    assert relay.drain() == 60
+    relay.stop()
+    keys = sorted(c.body["metadata"]["event_payload"]["key"] for c in fake_slack.posts())
+    assert keys == sorted(f"dm{i}" for i in range(60))
+    # Each answer takes 0.2 s: one send at a time would space the arrivals 0.2 s apart at least.
+    arrivals = sorted(c.at for c in fake_slack.posts())
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) < 0.1
