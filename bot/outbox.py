@@ -242,7 +242,6 @@ class OutboxRelay:
         lease: dt.timedelta = dt.timedelta(seconds=60),
         poll_interval: float = 5.0,
         batch: int = 200,
-        on_delivered: Callable[[OutboxMessage], None] | None = None,
         min_pass_interval: float = 0.02,
         concurrency: int = 8,
     ) -> None:
@@ -253,7 +252,6 @@ class OutboxRelay:
         self.lease = lease
         self.poll_interval = poll_interval
         self.batch = batch
-        self.on_delivered = on_delivered
         self._next_slot: dict[str, dt.datetime] = {}  # pacing: the next moment a channel may be posted to
         self._paused_until: dict[str, dt.datetime] = {}  # a channel Slack asked us to leave alone (429)
         self._wake = threading.Event()
@@ -553,12 +551,9 @@ class OutboxRelay:
                     result.error,
                     delay.total_seconds(),
                 )
-            delivered_row = msg if result.outcome == _Outcome.DELIVERED else None
         if result.retry_after is not None:
             self._pause_channel(claim.channel, now + self._backoff(0, result.retry_after))
-        if delivered_row is not None and self.on_delivered is not None:
-            self.on_delivered(delivered_row)
-        return delivered_row is not None
+        return result.outcome == _Outcome.DELIVERED
 
     @staticmethod
     def _backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
@@ -683,15 +678,3 @@ class OutboxRelay:
 
 def _messages(value: Any) -> Iterable[dict[str, Any]]:
     return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
-
-
-def pending_count(session: Session) -> int:
-    """How many messages wait to be delivered."""
-    return int(
-        session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
-            )
-        )
-        or 0
-    )

@@ -34,6 +34,9 @@ class IngestResult:
     leads: set[str] = field(default_factory=set)
     deals: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
+    # What the lead fold read and wrote, for the reactions (the SLA) not to read it again.
+    lead_events: dict[str, list[CrmEvent]] = field(default_factory=dict)
+    lead_rows: dict[str, Lead] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "ignored": self.ignored}
@@ -96,7 +99,7 @@ def ingest(
     touches = {e.subject for e in new if e.type == "touch.recorded"}
     deals = {e.subject for e in new if e.type.startswith("deal.")}
     result.accounts |= {e.account_id for e in new if e.account_id}
-    result.accounts |= _fold_leads(session, leads)
+    result.accounts |= _fold_leads(session, leads, result)
     result.accounts |= _fold_touches(session, touches)
     result.accounts |= _fold_deals(session, deals)
     result.leads, result.deals = leads, deals
@@ -155,26 +158,28 @@ def _existing(session: Session, model: type[Any], key: Any, ids: set[str]) -> di
     return rows
 
 
-def _save(session: Session, model: type[Any], row: Any, state: dict[str, Any]) -> set[str]:
-    """Insert or update one folded row; returns the accounts it belongs to, before and after.
+def _save(session: Session, model: type[Any], row: Any, state: dict[str, Any]) -> tuple[set[str], Any]:
+    """Insert or update one folded row; returns the accounts it belongs to (before and after) and the row.
 
-    Both matter: a touch or a deal moved to another account changes the wins of the two.
+    Both accounts matter: a touch or a deal moved to another account changes the wins of the two.
     """
     accounts = {str(state["account_id"])} if state.get("account_id") else set()
     if row is None:
-        session.add(model(**state))
-        return accounts
+        row = model(**state)
+        session.add(row)
+        return accounts, row
     if getattr(row, "account_id", None):
         accounts.add(str(row.account_id))
     for name, value in state.items():
         setattr(row, name, value)
-    return accounts
+    return accounts, row
 
 
-def _fold_leads(session: Session, lead_ids: set[str]) -> set[str]:
+def _fold_leads(session: Session, lead_ids: set[str], result: IngestResult) -> set[str]:
     if not lead_ids:
         return set()
     history = _history(session, "lead.", lead_ids)
+    result.lead_events = history
     rows = _existing(session, Lead, Lead.lead_id, lead_ids)
     accounts: set[str] = set()
     for lead_id, events in history.items():
@@ -214,7 +219,8 @@ def _fold_leads(session: Session, lead_ids: set[str]) -> set[str]:
                 state["recycled_at"] = event.time
                 state["recycle_reason"] = data.get("reason")
         state["updated_at"] = events[-1].time
-        accounts |= _save(session, Lead, rows.get(lead_id), state)
+        moved, result.lead_rows[lead_id] = _save(session, Lead, rows.get(lead_id), state)
+        accounts |= moved
     return accounts
 
 
@@ -239,7 +245,7 @@ def _fold_touches(session: Session, touch_ids: set[str]) -> set[str]:
             and str(data["marketing_owner_email"]).lower(),
             "time": latest.time,
         }
-        accounts |= _save(session, Touch, rows.get(touch_id), state)
+        accounts |= _save(session, Touch, rows.get(touch_id), state)[0]
     return accounts
 
 
@@ -282,5 +288,5 @@ def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:
         if state is None:
             continue  # only a reopening so far: nothing to show until the deal closes
         state["updated_at"] = events[-1].time
-        accounts |= _save(session, Deal, rows.get(deal_id), state)
+        accounts |= _save(session, Deal, rows.get(deal_id), state)[0]
     return accounts

@@ -147,30 +147,47 @@ def lead_info(alignment: Alignment, lead: Lead | None, lead_id: str) -> LeadInfo
     return LeadInfo(lead_id, lead.name, lead.company, lead.campaign, url)
 
 
-def refresh_leads(session: Session, alignment: Alignment, lead_ids: Iterable[str], *, now: dt.datetime) -> None:
-    """Re-derive the clocks of these leads from their events and act on what changed."""
+def refresh_leads(
+    session: Session,
+    alignment: Alignment,
+    lead_ids: Iterable[str],
+    *,
+    now: dt.datetime,
+    events: dict[str, list[CrmEvent]] | None = None,
+    leads: dict[str, Lead] | None = None,
+) -> None:
+    """Re-derive the clocks of these leads from their events and act on what changed.
+
+    ``events`` and ``leads`` are what the ingest's fold already read, when it has them.
+    """
     ids = sorted(set(lead_ids))
     if not ids or not alignment.sla:
         return
-    events: dict[str, list[CrmEvent]] = {i: [] for i in ids}
+    known_events = events is not None and all(i in events for i in ids)
+    history: dict[str, list[CrmEvent]] = {i: [] for i in ids}
+    if events is not None and known_events:
+        history = {i: list(events[i]) for i in ids}
+    rows: dict[str, Lead] = dict(leads or {})
     stored: dict[tuple[str, str, dt.datetime], SlaClock] = {}
-    leads: dict[str, Lead] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for event in session.scalars(
-            select(CrmEvent)
-            .where(CrmEvent.subject.in_(chunk), CrmEvent.type.startswith("lead."))
-            .order_by(CrmEvent.time, CrmEvent.id)
-        ):
-            events[event.subject].append(event)
+        if not known_events:
+            for event in session.scalars(
+                select(CrmEvent)
+                .where(CrmEvent.subject.in_(chunk), CrmEvent.type.startswith("lead."))
+                .order_by(CrmEvent.time, CrmEvent.id)
+            ):
+                history[event.subject].append(event)
         for clock in session.scalars(select(SlaClock).where(SlaClock.lead_id.in_(chunk))):
             stored[(clock.lead_id, clock.sla_name, clock.started_at)] = clock
-        for lead in session.scalars(select(Lead).where(Lead.lead_id.in_(chunk))):
-            leads[lead.lead_id] = lead
+        missing = [i for i in chunk if i not in rows]
+        if missing:
+            for lead in session.scalars(select(Lead).where(Lead.lead_id.in_(missing))):
+                rows[lead.lead_id] = lead
     seen: set[int] = set()
     for lead_id in ids:
-        info = lead_info(alignment, leads.get(lead_id), lead_id)
-        for plan in derive_clocks(alignment, lead_id, events[lead_id]):
+        info = lead_info(alignment, rows.get(lead_id), lead_id)
+        for plan in derive_clocks(alignment, lead_id, history[lead_id]):
             found = stored.get((lead_id, plan.sla.name, plan.started_at))
             if found is not None:
                 clock = found
@@ -575,7 +592,7 @@ def _notify_reassignment(
 
 def react_to_ingest(session: Session, alignment: Alignment, result: IngestResult, now: dt.datetime) -> None:
     """After CRM events: re-derive the clocks of the leads they touch."""
-    refresh_leads(session, alignment, result.leads, now=now)
+    refresh_leads(session, alignment, result.leads, now=now, events=result.lead_events, leads=result.lead_rows)
 
 
 # --- what people ask -------------------------------------------------------------------------
