@@ -132,11 +132,21 @@ class CrmEvent(Base):
     time: Mapped[dt.datetime]
     received_at: Mapped[dt.datetime]
     data: Mapped[dict[str, Any]]
+    # When the event was folded into the domain state and its reactions ran; None while it
+    # waits for the projector (the request that stored it has already answered 202).
+    applied_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         UniqueConstraint("source", "event_id", name="uq_crm_events_source_id"),
         Index("ix_crm_events_subject", "subject", "time"),
         Index("ix_crm_events_account", "account_id", "time"),
+        # Only the waiting events are indexed, so the projector's look-up stays small forever.
+        Index(
+            "ix_crm_events_unapplied",
+            "id",
+            sqlite_where=text("applied_at IS NULL"),
+            postgresql_where=text("applied_at IS NULL"),
+        ),
     )
 
 
