@@ -285,13 +285,18 @@ def profile_main(mode: str, count: int, top: int) -> int:
     from bot.config import load_alignment
     from bot.crm_signature import HEADER
     from bot.db import Database
+    from bot.projector import CrmProjector
     from handlers.crm import handle
 
     size = 1000 if mode == "batch" else 1
     with tempfile.TemporaryDirectory(prefix="alignbot-bench-") as tmp:
         database = Database.from_url(f"sqlite:///{Path(tmp) / 'alignbot.db'}")
         database.upgrade()
-        deps = Dependencies(alignment=load_alignment(CONFIG), database=database)
+        alignment = load_alignment(CONFIG)
+        # The request's own work only (store and answer), as in a web worker; the projector's
+        # batches are profiled apart, after the requests.
+        projector = CrmProjector(database, alignment)
+        deps = Dependencies(alignment=alignment, database=database, projector=projector)
         receive = handle(deps, (SECRET,))
         factory = EventFactory("p")
 
@@ -463,6 +468,17 @@ def main(argv: list[str] | None = None) -> int:
                     result = measure(label, side, source, check, batch_seconds, args.batch_clients)
                     batches.append(result)
                     report_round(f"round {r + 1} {label}", result)
+            # The 202 means stored; the workers' projectors apply the events after. Wait for them
+            # (servers still up) and report how long the last of them took to be applied.
+            last_request = time.perf_counter()
+            waiting = -1
+            while waiting != 0 and time.perf_counter() - last_request < 300:
+                with database.read_session() as session:
+                    waiting = session.scalar(select(func.count(CrmEvent.id)).where(CrmEvent.applied_at.is_(None))) or 0
+                if waiting:
+                    time.sleep(0.05)
+            catch_up = time.perf_counter() - last_request
+            print(f"projector: every event applied {catch_up:.2f}s after the last request", flush=True)
 
         # --- correctness ---
         every = warm + singles + batches

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -13,14 +14,22 @@ from slack_sdk import WebClient
 from bot.config import Alignment, Environment
 from bot.db import Database, utcnow
 
+if TYPE_CHECKING:
+    from bot.projector import CrmProjector
+
 
 @dataclass(frozen=True)
 class Dependencies:
-    """What every listener needs: the agreed alignment, the database, and the clock."""
+    """What every listener needs: the agreed alignment, the database, and the clock.
+
+    ``projector`` applies the CRM events ``POST /crm/events`` stores; without one (the demo, most
+    tests) they are applied right after they are stored, before the request is answered.
+    """
 
     alignment: Alignment
     database: Database
     clock: Callable[[], dt.datetime] = utcnow
+    projector: CrmProjector | None = None
 
 
 class _ClientTokenNotice(logging.Filter):

@@ -69,6 +69,7 @@ def cmd_db_upgrade(args: argparse.Namespace, env: Environment) -> int:
 
 def cmd_clock(args: argparse.Namespace, env: Environment) -> int:
     from bot.outbox import OutboxRelay, relay_client
+    from bot.projector import CrmProjector
     from schedules.clock import leadership, start_scheduler, wait_forever
 
     env.require("SLACK_BOT_TOKEN")
@@ -77,13 +78,18 @@ def cmd_clock(args: argparse.Namespace, env: Environment) -> int:
     with leadership(deps.database, stop) as leader:
         if not leader:
             return 0
-        log.info("clock started: this process schedules the jobs and retries undelivered messages")
+        log.info(
+            "clock started: this process schedules the jobs, retries undelivered messages and applies "
+            "CRM events a web worker stored but could not apply"
+        )
         relay = OutboxRelay(deps.database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
+        projector = CrmProjector(deps.database, deps.alignment, poll_interval=10.0).start()
         scheduler = start_scheduler(deps)
         try:
             wait_forever(stop)
         finally:
             scheduler.shutdown(wait=False)
+            projector.stop()
             relay.stop()
     return 0
 

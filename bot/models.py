@@ -135,6 +135,9 @@ class CrmEvent(Base):
     # When the event was folded into the domain state and its reactions ran; None while it
     # waits for the projector (the request that stored it has already answered 202).
     applied_at: Mapped[dt.datetime | None]
+    # Why it could not be applied, when a bug made folding it fail: it is set aside (applied_at set)
+    # so the events behind it go on, and stays stored for a replay once the bug is fixed.
+    apply_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("source", "event_id", name="uq_crm_events_source_id"),

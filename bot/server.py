@@ -13,21 +13,24 @@ log = logging.getLogger("alignbot.web")
 
 
 def build_wsgi(env: Environment) -> Any:
-    """The WSGI application of one worker, with its outbox relay thread running.
+    """The WSGI application of one worker, with its outbox relay and CRM projector threads running.
 
-    The relay delivers what this worker's requests enqueue within moments of the commit;
-    the clock process retries anything left behind.
+    The projector applies the CRM events this worker's requests store, and the relay delivers
+    what this worker's requests enqueue, within moments of the commit; the clock process
+    applies and retries anything left behind.
     """
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
     from bot.app import Dependencies, create_app
     from bot.db import Database
     from bot.outbox import OutboxRelay, relay_client
+    from bot.projector import CrmProjector
     from bot.web import WebApplication
 
     alignment = load_alignment(env.config_path)
     database = Database.from_url(env.database_url)
-    deps = Dependencies(alignment=alignment, database=database)
+    projector = CrmProjector(database, alignment).start()
+    deps = Dependencies(alignment=alignment, database=database, projector=projector)
     app = create_app(env, deps)
     OutboxRelay(database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
     return WebApplication(SlackRequestHandler(app), deps, webhook_secrets=env.webhook_secrets)

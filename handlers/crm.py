@@ -16,7 +16,8 @@ from typing import Any
 
 from bot.app import Dependencies
 from bot.crm_signature import HEADER, verify
-from bot.services import pipeline
+from bot.projector import CrmProjector
+from bot.services import crm
 from bot.services.crm_schema import validate_events
 
 log = logging.getLogger("alignbot.crm")
@@ -81,7 +82,12 @@ def read_events(content_type: str, headers: Mapping[str, str], body: bytes) -> l
 
 
 def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[str, str], bytes], Answer]:
-    """The endpoint's logic, given the request's headers and raw body (already limited in size)."""
+    """The endpoint's logic, given the request's headers and raw body (already limited in size).
+
+    The request only stores the events: once they are committed the ``202`` can be given, and
+    the projector applies them (at once, when ``deps`` has no projector thread).
+    """
+    projector = deps.projector or CrmProjector(deps.database, deps.alignment, clock=deps.clock, inline=True)
 
     def receive(headers: Mapping[str, str], body: bytes) -> Answer:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -95,7 +101,9 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
         if checked.problems:
             return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
         with deps.database.session() as session:
-            result = pipeline.ingest(session, deps.alignment, checked.events, now=deps.clock(), ignored=checked.ignored)
+            result = crm.accept(session, checked.events, now=deps.clock(), ignored=checked.ignored)
+        if result.accepted:
+            projector.wake()
         return Answer(202, result.as_dict())
 
     return receive

@@ -2,20 +2,28 @@
 
 Events are applied by their CRM ``time``, not by when they arrive: the state of a lead, a
 touch or a deal is refolded from all of its stored events in time order whenever one of them
-arrives, so a late or out-of-order event lands where it belongs. Everything happens in the
-caller's transaction, with the messages it causes (win posts) in the outbox.
+is applied, so a late or out-of-order event lands where it belongs.
+
+Two steps. :func:`accept` stores a request's events (the ``202`` means they are safe) and
+nothing else, so the CRM's request is answered fast. :func:`project` then applies the stored
+events that wait, a batch at a time: it folds what they touch, runs the reactions (win posts
+and SLA clocks into the outbox) and marks them applied, all in one transaction, so an event
+is applied completely or not at all, and a crash in between leaves it waiting for the next
+projector. :func:`ingest` does both at once, for the callers that want the state at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,24 +43,42 @@ class IngestResult:
     deals: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
     # What the lead fold read and wrote, for the reactions (the SLA) not to read it again.
-    lead_events: dict[str, list[CrmEvent]] = field(default_factory=dict)
-    lead_rows: dict[str, Lead] = field(default_factory=dict)
+    lead_events: dict[str, list[StoredEvent]] = field(default_factory=dict)
+    lead_rows: dict[str, Any] = field(default_factory=dict)  # lead id -> its folded state (attributes)
 
     def as_dict(self) -> dict[str, int]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "ignored": self.ignored}
 
 
-#: Called after the state is folded, in the same transaction: the wins (and later the SLA) react.
+#: Called after the state is folded, in the same transaction: the wins and the SLA react.
 Reaction = Callable[[Session, Alignment, IngestResult, dt.datetime], None]
 
 
-def store(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime) -> tuple[list[CrmEventIn], int]:
-    """Insert the events not seen before; returns them and the count of duplicates."""
+class _Named(Protocol):
+    """What folding needs to know of an event: what it is about."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def account_id(self) -> str | None: ...
+
+
+def store(
+    session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime, applied: bool = False
+) -> tuple[list[CrmEventIn], int]:
+    """Insert the events not seen before; returns them and the count of duplicates.
+
+    ``applied`` marks them applied at once (the caller folds them in this transaction);
+    otherwise they wait for :func:`project`.
+    """
     unique: dict[tuple[str, str], CrmEventIn] = {}
     for event in events:
         unique.setdefault((event.source, event.event_id), event)
     if not unique:
         return [], len(events)
+    applied_at = now if applied else None
     rows = [
         {
             "source": e.source,
@@ -63,21 +89,34 @@ def store(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime) -
             "time": e.time,
             "received_at": now,
             "data": e.raw_data,
+            "applied_at": applied_at,
         }
         for e in unique.values()
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(CrmEvent)
-        .on_conflict_do_nothing(index_elements=["source", "event_id"])
-        .returning(CrmEvent.source, CrmEvent.event_id)
-    )
-    # render_nulls: rows with and without an account stay one statement (the ORM would otherwise
-    # split the batch wherever a None appears, and stitch the RETURNING rows back together slowly).
-    new_keys = {(r.source, r.event_id) for r in session.execute(stmt, rows, execution_options={"render_nulls": True})}
+    # A Core statement on the session's connection: the ORM's bulk insert adds nothing here but
+    # time (it is the whole cost of a single-event request after the commit).
+    connection = session.connection()
+    new_keys = {(r.source, r.event_id) for r in connection.execute(_insert_new(connection.dialect.name), rows)}
     new = [e for key, e in unique.items() if key in new_keys]
     return new, len(events) - len(new)
+
+
+@functools.cache
+def _insert_new(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id``, built once."""
+    table = cast(Table, CrmEvent.__table__)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["source", "event_id"])
+        .returning(table.c.source, table.c.event_id)
+    )
+
+
+def accept(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime, ignored: int = 0) -> IngestResult:
+    """Store the events (idempotently) for :func:`project` to apply; the counts of the ``202``."""
+    new, duplicates = store(session, events, now=now)
+    return IngestResult(accepted=len(new), duplicates=duplicates, ignored=ignored)
 
 
 def ingest(
@@ -89,16 +128,82 @@ def ingest(
     ignored: int = 0,
     reactions: Iterable[Reaction] = (),
 ) -> IngestResult:
-    """Store the events (idempotently), refold what they touch, and let the reactions run."""
+    """Store the events (idempotently), refold what they touch, and let the reactions run, at once."""
     _serialise(session, events)
-    new, duplicates = store(session, events, now=now)
+    new, duplicates = store(session, events, now=now, applied=True)
     result = IngestResult(accepted=len(new), duplicates=duplicates, ignored=ignored)
-    if not new:
-        return result
-    leads = {e.subject for e in new if e.type.startswith("lead.")}
-    touches = {e.subject for e in new if e.type == "touch.recorded"}
-    deals = {e.subject for e in new if e.type.startswith("deal.")}
-    result.accounts |= {e.account_id for e in new if e.account_id}
+    if new:
+        _apply(session, alignment, new, result, now=now, reactions=reactions)
+    return result
+
+
+def project(
+    session: Session,
+    alignment: Alignment,
+    *,
+    now: dt.datetime,
+    limit: int = 1000,
+    reactions: Iterable[Reaction] = (),
+    only: Sequence[int] | None = None,
+) -> int:
+    """Apply up to ``limit`` stored events that wait, oldest first; returns how many.
+
+    On PostgreSQL the batch is claimed with ``FOR UPDATE SKIP LOCKED``, so projectors in several
+    processes take different events; the subject locks of :func:`_serialise` make two batches
+    that touch one lead or account take turns. ``only`` restricts the batch to these event ids
+    (used to set a failing event apart).
+    """
+    query = select(CrmEvent.id, CrmEvent.type, CrmEvent.subject, CrmEvent.account_id).where(
+        CrmEvent.applied_at.is_(None)
+    )
+    if only is not None:
+        query = query.where(CrmEvent.id.in_(only))
+    query = query.order_by(CrmEvent.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = session.execute(query).all()
+    if not claimed:
+        return 0
+    _serialise(session, claimed)
+    _apply(session, alignment, claimed, IngestResult(accepted=len(claimed)), now=now, reactions=reactions)
+    ids = [row.id for row in claimed]
+    for start in range(0, len(ids), 1000):
+        session.execute(
+            update(CrmEvent).where(CrmEvent.id.in_(ids[start : start + 1000])).values(applied_at=now),
+            execution_options={"synchronize_session": False},
+        )
+    return len(claimed)
+
+
+def set_aside(session: Session, event_id: int, error: str, *, now: dt.datetime) -> None:
+    """Mark one event that cannot be applied (a bug in folding it) so the ones behind it go on."""
+    session.execute(
+        update(CrmEvent)
+        .where(CrmEvent.id == event_id, CrmEvent.applied_at.is_(None))
+        .values(applied_at=now, apply_error=error[:2000]),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def waiting(session: Session) -> list[int]:
+    """The ids of the stored events not applied yet, oldest first."""
+    return list(session.scalars(select(CrmEvent.id).where(CrmEvent.applied_at.is_(None)).order_by(CrmEvent.id)))
+
+
+def _apply(
+    session: Session,
+    alignment: Alignment,
+    events: Sequence[_Named],
+    result: IngestResult,
+    *,
+    now: dt.datetime,
+    reactions: Iterable[Reaction],
+) -> None:
+    """Refold every lead, touch and deal the events are about, then run the reactions."""
+    leads = {e.subject for e in events if e.type.startswith("lead.")}
+    touches = {e.subject for e in events if e.type == "touch.recorded"}
+    deals = {e.subject for e in events if e.type.startswith("deal.")}
+    result.accounts |= {e.account_id for e in events if e.account_id}
     result.accounts |= _fold_leads(session, leads, result)
     result.accounts |= _fold_touches(session, touches)
     result.accounts |= _fold_deals(session, deals)
@@ -106,10 +211,9 @@ def ingest(
     session.flush()
     for react in reactions:
         react(session, alignment, result, now)
-    return result
 
 
-def _serialise(session: Session, events: Sequence[CrmEventIn]) -> None:
+def _serialise(session: Session, events: Sequence[_Named]) -> None:
     """On PostgreSQL, take a transaction lock on every lead, touch, deal and account the events name.
 
     Two requests about the same lead (a hand-off and its first contact arriving together) would
@@ -133,19 +237,48 @@ def _serialise(session: Session, events: Sequence[CrmEventIn]) -> None:
     )
 
 
-def _history(session: Session, prefix: str, subjects: set[str]) -> dict[str, list[CrmEvent]]:
-    """Every stored event of these subjects, in CRM time order (ties by arrival)."""
-    found: dict[str, list[CrmEvent]] = {s: [] for s in subjects}
+class StoredEvent(Protocol):
+    """A stored event as the folds and reactions read it (a row of ``crm_events``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def time(self) -> dt.datetime: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+def _history(session: Session, prefix: str, subjects: set[str]) -> dict[str, list[StoredEvent]]:
+    """Every stored event of these subjects, in CRM time order (ties by arrival), as plain rows."""
+    found: dict[str, list[StoredEvent]] = {s: [] for s in subjects}
+    table = CrmEvent.__table__
+    columns = (table.c.id, table.c.type, table.c.subject, table.c.time, table.c.data)
     ordered = sorted(subjects)
     for start in range(0, len(ordered), 500):  # bounded IN lists
         chunk = ordered[start : start + 500]
         query = (
-            select(CrmEvent)
-            .where(CrmEvent.subject.in_(chunk), CrmEvent.type.startswith(prefix))
-            .order_by(CrmEvent.time, CrmEvent.id)
+            select(*columns)
+            .where(table.c.subject.in_(chunk), table.c.type.startswith(prefix))
+            .order_by(table.c.time, table.c.id)
         )
-        for event in session.scalars(query):
-            found[event.subject].append(event)
+        for event in session.execute(query):
+            found[event.subject].append(cast(StoredEvent, event))
+    return found
+
+
+def _accounts_now(session: Session, model: type[Any], ids: set[str]) -> dict[str, str | None]:
+    """The account each existing row of ``model`` is on now (before this fold)."""
+    table = model.__table__
+    key = table.c[_KEYS[model]]
+    found: dict[str, str | None] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        for row in session.execute(select(key, table.c.account_id).where(key.in_(ordered[start : start + 500]))):
+            found[row[0]] = row[1]
     return found
 
 
@@ -175,13 +308,42 @@ def _save(session: Session, model: type[Any], row: Any, state: dict[str, Any]) -
     return accounts, row
 
 
+_KEYS: dict[type[Any], str] = {Lead: "lead_id", Touch: "touch_id"}
+
+
+def _upsert(session: Session, model: type[Any], states: list[dict[str, Any]]) -> set[str]:
+    """Insert or update folded rows in one statement; returns the accounts they were and are on.
+
+    Both accounts matter: a touch or a lead moved to another account changes the wins of the two.
+    Plain rows, not ORM objects: nothing in the transaction keeps these objects, and the unit of
+    work would cost more than the fold itself. Objects of ``model`` that the session already holds
+    are expired, so they read the new state.
+    """
+    if not states:
+        return set()
+    key = _KEYS[model]
+    before = _accounts_now(session, model, {str(s[key]) for s in states})
+    accounts = {str(a) for a in before.values() if a} | {str(s["account_id"]) for s in states if s.get("account_id")}
+    table = model.__table__
+    connection = session.connection()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+    )
+    session.flush()  # what the ORM holds goes first, so the upsert is the last word
+    connection.execute(stmt, states)
+    for held in [o for o in session.identity_map.values() if isinstance(o, model)]:
+        session.expire(held)
+    return accounts
+
+
 def _fold_leads(session: Session, lead_ids: set[str], result: IngestResult) -> set[str]:
     if not lead_ids:
         return set()
     history = _history(session, "lead.", lead_ids)
     result.lead_events = history
-    rows = _existing(session, Lead, Lead.lead_id, lead_ids)
-    accounts: set[str] = set()
+    states: list[dict[str, Any]] = []
     for lead_id, events in history.items():
         if not events:
             continue
@@ -219,17 +381,16 @@ def _fold_leads(session: Session, lead_ids: set[str], result: IngestResult) -> s
                 state["recycled_at"] = event.time
                 state["recycle_reason"] = data.get("reason")
         state["updated_at"] = events[-1].time
-        moved, result.lead_rows[lead_id] = _save(session, Lead, rows.get(lead_id), state)
-        accounts |= moved
-    return accounts
+        states.append(state)
+        result.lead_rows[lead_id] = SimpleNamespace(**state)
+    return _upsert(session, Lead, states)
 
 
 def _fold_touches(session: Session, touch_ids: set[str]) -> set[str]:
     if not touch_ids:
         return set()
     history = _history(session, "touch.", touch_ids)
-    rows = _existing(session, Touch, Touch.touch_id, touch_ids)
-    accounts: set[str] = set()
+    states: list[dict[str, Any]] = []
     for touch_id, events in history.items():
         if not events:
             continue
@@ -245,8 +406,8 @@ def _fold_touches(session: Session, touch_ids: set[str]) -> set[str]:
             and str(data["marketing_owner_email"]).lower(),
             "time": latest.time,
         }
-        accounts |= _save(session, Touch, rows.get(touch_id), state)[0]
-    return accounts
+        states.append(state)
+    return _upsert(session, Touch, states)
 
 
 def _fold_deals(session: Session, deal_ids: set[str]) -> set[str]:

@@ -1,7 +1,8 @@
 """CRM events through the whole domain: stored and folded, then the wins and the SLA react.
 
-The one path every source of events takes: the HTTP endpoint, ``alignbot import``, the demo,
-and the buttons in Slack that stand for CRM events ("Mark contacted", "Recycle").
+The one path every source of events takes: the HTTP endpoint (which stores, and leaves the
+rest to the projector: :mod:`bot.projector`), ``alignbot import``, the demo, and the buttons in
+Slack that stand for CRM events ("Mark contacted", "Recycle").
 """
 
 from __future__ import annotations
@@ -21,5 +22,12 @@ REACTIONS: tuple[crm.Reaction, ...] = (wins.react_to_ingest, sla.react_to_ingest
 def ingest(
     session: Session, alignment: Alignment, events: Sequence[CrmEventIn], *, now: dt.datetime, ignored: int = 0
 ) -> crm.IngestResult:
-    """Store the events once each, refold the domain state, announce wins and run the SLA clocks."""
+    """Store the events once each, refold the domain state, announce wins and run the SLA clocks, at once."""
     return crm.ingest(session, alignment, events, now=now, ignored=ignored, reactions=REACTIONS)
+
+
+def project(
+    session: Session, alignment: Alignment, *, now: dt.datetime, limit: int = 1000, only: Sequence[int] | None = None
+) -> int:
+    """Apply a batch of the stored events that wait (see :func:`bot.services.crm.project`)."""
+    return crm.project(session, alignment, now=now, limit=limit, reactions=REACTIONS, only=only)

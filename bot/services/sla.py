@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from bot.outbox import Message, enqueue
 from bot.render import render
 from bot.services import noise
 from bot.services.business_time import BusinessCalendar, WallClock
-from bot.services.crm import IngestResult
+from bot.services.crm import IngestResult, StoredEvent
 from bot.services.crm_schema import CrmEventIn
 from bot.services.wins import person as person_view
 
@@ -79,7 +79,7 @@ def _move(alignment: Alignment, plan: ClockPlan, new_owner: str, at: dt.datetime
     plan.warn_at = new.add(at, to_warn) if to_warn else min(plan.warn_at, plan.due_at)
 
 
-def derive_clocks(alignment: Alignment, lead_id: str, events: Sequence[CrmEvent]) -> list[ClockPlan]:
+def derive_clocks(alignment: Alignment, lead_id: str, events: Sequence[StoredEvent]) -> list[ClockPlan]:
     """Every clock of a lead, from its events in CRM time order."""
     order = {s.name: i for i, s in enumerate(alignment.stages)}
     plans: list[ClockPlan] = []
@@ -140,7 +140,8 @@ class LeadInfo:
     url: str | None
 
 
-def lead_info(alignment: Alignment, lead: Lead | None, lead_id: str) -> LeadInfo:
+def lead_info(alignment: Alignment, lead: Any, lead_id: str) -> LeadInfo:
+    """What a nudge says of a lead, from its row (or the fold's state of it; None: unknown)."""
     url = alignment.crm.lead_url.format(lead_id=lead_id) if alignment.crm.lead_url else None
     if lead is None:
         return LeadInfo(lead_id, None, None, None, url)
@@ -153,8 +154,8 @@ def refresh_leads(
     lead_ids: Iterable[str],
     *,
     now: dt.datetime,
-    events: dict[str, list[CrmEvent]] | None = None,
-    leads: dict[str, Lead] | None = None,
+    events: Mapping[str, Sequence[StoredEvent]] | None = None,
+    leads: Mapping[str, Any] | None = None,
 ) -> None:
     """Re-derive the clocks of these leads from their events and act on what changed.
 
@@ -164,10 +165,10 @@ def refresh_leads(
     if not ids or not alignment.sla:
         return
     known_events = events is not None and all(i in events for i in ids)
-    history: dict[str, list[CrmEvent]] = {i: [] for i in ids}
+    history: dict[str, list[StoredEvent]] = {i: [] for i in ids}
     if events is not None and known_events:
         history = {i: list(events[i]) for i in ids}
-    rows: dict[str, Lead] = dict(leads or {})
+    rows: dict[str, Any] = dict(leads or {})  # Lead rows, or the fold's state of them
     stored: dict[tuple[str, str, dt.datetime], SlaClock] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -185,6 +186,7 @@ def refresh_leads(
             for lead in session.scalars(select(Lead).where(Lead.lead_id.in_(missing))):
                 rows[lead.lead_id] = lead
     seen: set[int] = set()
+    planned: list[tuple[SlaClock, ClockPlan, LeadInfo]] = []
     for lead_id in ids:
         info = lead_info(alignment, rows.get(lead_id), lead_id)
         for plan in derive_clocks(alignment, lead_id, history[lead_id]):
@@ -209,8 +211,10 @@ def refresh_leads(
                 if plan.stopped_at is None and now - plan.due_at > HISTORY:
                     clock.warned_at = clock.escalated_at = now  # history: no flags
                 session.add(clock)
-                session.flush()
-            _apply(session, alignment, clock, plan, info, now=now)
+            planned.append((clock, plan, info))
+    session.flush()  # once for every new clock: the messages are keyed by the clocks' ids
+    for clock, plan, info in planned:
+        _apply(session, alignment, clock, plan, info, now=now)
     for clock in stored.values():
         if clock.id not in seen and clock.state in OPEN_STATES:
             # Its start is gone from the events (a corrected hand-off time): a clock that never ran.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment, WinTier
@@ -92,31 +92,96 @@ class WinView:
     journey: list[dict[str, Any]]
 
 
-def _touches_for(session: Session, deal: Deal) -> list[attribution.Touch]:
-    contacts = [c["email"] for c in deal.contacts or [] if c.get("email")]
-    condition = TouchRow.account_id == deal.account_id
-    if contacts:
-        condition = or_(condition, TouchRow.contact_email.in_(contacts))
-    rows = session.scalars(select(TouchRow).where(condition).order_by(TouchRow.time, TouchRow.touch_id))
-    return [attribution.Touch(r.touch_id, r.time, r.campaign, r.kind, r.marketing_owner_email) for r in rows]
+_JOURNEY_TYPES = ("lead.handed_off", "lead.stage_changed", "lead.contacted")
 
 
-def _lead_created_at(session: Session, deal: Deal) -> dt.datetime | None:
-    condition = Lead.account_id == deal.account_id
-    if deal.lead_ids:
-        condition = or_(condition, Lead.lead_id.in_(deal.lead_ids))
-    times = [t for t in session.scalars(select(Lead.handed_off_at).where(condition)) if t is not None]
+@dataclass
+class _Known:
+    """What the posts of a set of deals read, fetched for all of them at once (a few queries, not a few per deal)."""
+
+    touches_by_account: dict[str, list[TouchRow]]
+    touches_by_contact: dict[str, list[TouchRow]]
+    leads_by_account: dict[str, list[Lead]]
+    leads_by_id: dict[str, Lead]
+    lead_events: dict[str, list[CrmEvent]]
+
+
+def _chunks(values: set[str], size: int = 500) -> list[list[str]]:
+    ordered = sorted(values)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def _gather(session: Session, deals: Sequence[Deal]) -> _Known:
+    accounts = {d.account_id for d in deals}
+    contacts = {c["email"] for d in deals for c in d.contacts or [] if c.get("email")}
+    known = _Known({}, {}, {}, {}, {})
+    touches: dict[str, TouchRow] = {}
+    for chunk in _chunks(accounts):
+        touches.update({t.touch_id: t for t in session.scalars(select(TouchRow).where(TouchRow.account_id.in_(chunk)))})
+    for chunk in _chunks(contacts):
+        touches.update(
+            {t.touch_id: t for t in session.scalars(select(TouchRow).where(TouchRow.contact_email.in_(chunk)))}
+        )
+    for touch in sorted(touches.values(), key=lambda t: (t.time, t.touch_id)):
+        known.touches_by_account.setdefault(touch.account_id, []).append(touch)
+        if touch.contact_email:
+            known.touches_by_contact.setdefault(touch.contact_email, []).append(touch)
+    named = {str(i) for d in deals for i in d.lead_ids or []}
+    for chunk in _chunks(accounts):
+        known.leads_by_id.update(
+            {x.lead_id: x for x in session.scalars(select(Lead).where(Lead.account_id.in_(chunk)))}
+        )
+    for chunk in _chunks(named - set(known.leads_by_id)):
+        known.leads_by_id.update({x.lead_id: x for x in session.scalars(select(Lead).where(Lead.lead_id.in_(chunk)))})
+    for lead in known.leads_by_id.values():
+        if lead.account_id:
+            known.leads_by_account.setdefault(lead.account_id, []).append(lead)
+    for chunk in _chunks(named | set(known.leads_by_id)):
+        query = (
+            select(CrmEvent)
+            .where(CrmEvent.subject.in_(chunk), CrmEvent.type.in_(_JOURNEY_TYPES))
+            .order_by(CrmEvent.time, CrmEvent.id)
+        )
+        for event in session.scalars(query):
+            known.lead_events.setdefault(event.subject, []).append(event)
+    return known
+
+
+def _leads_of(known: _Known, deal: Deal) -> dict[str, Lead | None]:
+    """The deal's leads: those of its account, and those it names (a lead id may have no row)."""
+    leads: dict[str, Lead | None] = {lead.lead_id: lead for lead in known.leads_by_account.get(deal.account_id, [])}
+    for lead_id in deal.lead_ids or []:
+        leads.setdefault(str(lead_id), known.leads_by_id.get(str(lead_id)))
+    return leads
+
+
+def _touches_for(known: _Known, deal: Deal) -> list[attribution.Touch]:
+    """The touches of the deal's account and of its contacts, oldest first."""
+    rows = {t.touch_id: t for t in known.touches_by_account.get(deal.account_id, [])}
+    for contact in deal.contacts or []:
+        if contact.get("email"):
+            rows.update({t.touch_id: t for t in known.touches_by_contact.get(contact["email"], [])})
+    ordered = sorted(rows.values(), key=lambda r: (r.time, r.touch_id))
+    return [attribution.Touch(r.touch_id, r.time, r.campaign, r.kind, r.marketing_owner_email) for r in ordered]
+
+
+def _lead_created_at(known: _Known, deal: Deal) -> dt.datetime | None:
+    times = [lead.handed_off_at for lead in _leads_of(known, deal).values() if lead and lead.handed_off_at]
     return min(times, default=None)
 
 
-def build_view(session: Session, alignment: Alignment, deal: Deal) -> WinView:
-    """Credit the deal's touches with the configured model and gather what the post shows."""
+def build_view(session: Session, alignment: Alignment, deal: Deal, known: _Known | None = None) -> WinView:
+    """Credit the deal's touches with the configured model and gather what the post shows.
+
+    ``known`` is what :func:`_gather` read for a set of deals including this one.
+    """
+    known = known or _gather(session, [deal])
     config = alignment.attribution
     closed_at = deal.closed_at or deal.updated_at
     touches = attribution.select_touches(
-        _touches_for(session, deal), closed_at=closed_at, lookback_days=config.lookback_days
+        _touches_for(known, deal), closed_at=closed_at, lookback_days=config.lookback_days
     )
-    lead_created_at = _lead_created_at(session, deal)
+    lead_created_at = _lead_created_at(known, deal)
     credits = attribution.credit_touches(
         touches,
         model=config.model,
@@ -160,11 +225,11 @@ def build_view(session: Session, alignment: Alignment, deal: Deal) -> WinView:
         "story": deal.story,
         "story_by": deal.story_by,
     }
-    return WinView(context=context, journey=_journey(session, alignment, deal, touches, closed_at))
+    return WinView(context=context, journey=_journey(known, alignment, deal, touches, closed_at))
 
 
 def _journey(
-    session: Session,
+    known: _Known,
     alignment: Alignment,
     deal: Deal,
     touches: Sequence[attribution.Touch],
@@ -180,27 +245,21 @@ def _journey(
         }
         for t in touches
     ]
-    lead_ids = set(deal.lead_ids or [])
-    lead_ids |= set(session.scalars(select(Lead.lead_id).where(Lead.account_id == deal.account_id)))
-    if lead_ids:
-        events = session.scalars(
-            select(CrmEvent)
-            .where(
-                CrmEvent.subject.in_(sorted(lead_ids)),
-                CrmEvent.type.in_(["lead.handed_off", "lead.stage_changed", "lead.contacted"]),
-                CrmEvent.time <= closed_at,
-            )
-            .order_by(CrmEvent.time, CrmEvent.id)
-        )
-        for event in events:
-            data = event.data
-            if event.type == "lead.handed_off":
-                text, who = f"Handed off to sales as {data.get('stage')}", data.get("owner_email")
-            elif event.type == "lead.stage_changed":
-                text, who = f"Moved to {data.get('stage')}", data.get("owner_email")
-            else:
-                text, who = "First contact", data.get("by_email")
-            steps.append({"time": event.time, "kind": "stage", "text": text, "who": person(alignment, who)})
+    events = [
+        event
+        for lead_id in _leads_of(known, deal)
+        for event in known.lead_events.get(lead_id, [])
+        if event.time <= closed_at
+    ]
+    for event in sorted(events, key=lambda e: (e.time, e.id)):
+        data = event.data
+        if event.type == "lead.handed_off":
+            text, who = f"Handed off to sales as {data.get('stage')}", data.get("owner_email")
+        elif event.type == "lead.stage_changed":
+            text, who = f"Moved to {data.get('stage')}", data.get("owner_email")
+        else:
+            text, who = "First contact", data.get("by_email")
+        steps.append({"time": event.time, "kind": "stage", "text": text, "who": person(alignment, who)})
     steps.sort(key=lambda s: s["time"])
     steps = steps[-40:]  # a thread reply stays within Slack's 50 blocks
     steps.append({"time": closed_at, "kind": "won", "text": "Closed won", "who": person(alignment, deal.owner_email)})
@@ -215,7 +274,9 @@ def _as_message(data: dict[str, Any]) -> Message:
     return Message(text=data["text"], blocks=data.get("blocks"))
 
 
-def announce(session: Session, alignment: Alignment, deal: Deal, *, now: dt.datetime) -> str | None:
+def announce(
+    session: Session, alignment: Alignment, deal: Deal, *, now: dt.datetime, known: _Known | None = None
+) -> str | None:
     """Post, update or withdraw the deal's win as its state now says; returns what was done, if anything.
 
     Idempotent: the post is keyed by the deal, and an edit is only queued when what the post
@@ -232,7 +293,7 @@ def announce(session: Session, alignment: Alignment, deal: Deal, *, now: dt.date
             return "digest"
     if deal.announced_as in {"digest", "history"}:
         return None
-    view = build_view(session, alignment, deal)
+    view = build_view(session, alignment, deal, known)
     post = render("win_post", **view.context)
     journey = render("win_journey", steps=view.journey, **view.context)
     post_hash, journey_hash = _fingerprint(post), _fingerprint(journey)
@@ -282,10 +343,17 @@ def react_to_ingest(session: Session, alignment: Alignment, result: IngestResult
     """After CRM events: announce, update or withdraw every deal they may change."""
     if not result.deals and not result.accounts:
         return
-    condition = or_(Deal.deal_id.in_(sorted(result.deals)), Deal.account_id.in_(sorted(result.accounts)))
-    for deal in session.scalars(select(Deal).where(condition).order_by(Deal.closed_at, Deal.deal_id)):
-        if deal.status == "won" or deal.announced_as == "post":
-            announce(session, alignment, deal, now=now)
+    with session.no_autoflush:  # the reads below see the folded state; nothing here needs a flush between
+        deals: dict[str, Deal] = {}
+        for chunk in _chunks(result.deals):
+            deals.update({d.deal_id: d for d in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk)))})
+        for chunk in _chunks(result.accounts):
+            deals.update({d.deal_id: d for d in session.scalars(select(Deal).where(Deal.account_id.in_(chunk)))})
+        moving = [d for d in deals.values() if d.status == "won" or d.announced_as == "post"]
+        moving.sort(key=lambda d: (d.closed_at or d.updated_at, d.deal_id))
+        known = _gather(session, moving) if moving else None
+        for deal in moving:
+            announce(session, alignment, deal, now=now, known=known)
 
 
 # --- the daily post of smaller wins --------------------------------------------------------------
@@ -308,8 +376,9 @@ def enqueue_digest(session: Session, alignment: Alignment, *, occurrence: dt.dat
         return False
     key = digest_key(occurrence)
     wins = []
+    known = _gather(session, deals)
     for deal in deals:
-        view = build_view(session, alignment, deal)
+        view = build_view(session, alignment, deal, known)
         wins.append(view.context)
         deal.digest_key = key
     data = render("wins_digest", wins=wins[:20], more=max(len(wins) - 20, 0), tz=alignment.timezone)

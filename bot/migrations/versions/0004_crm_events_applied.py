@@ -22,6 +22,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("crm_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("applied_at", UtcDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("apply_error", sa.Text(), nullable=True))
     op.execute("UPDATE crm_events SET applied_at = received_at")
     op.create_index(
         "ix_crm_events_unapplied",
@@ -36,4 +37,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_crm_events_unapplied", table_name="crm_events")
     with op.batch_alter_table("crm_events", schema=None) as batch_op:
+        batch_op.drop_column("apply_error")
         batch_op.drop_column("applied_at")

@@ -1,0 +1,138 @@
+"""The CRM projector: applies the events ``POST /crm/events`` stored, right after the request.
+
+The request stores the events and answers ``202`` (they are safe); applying them (folding
+leads, touches and deals, queueing win posts, running SLA clocks) is this projector's work, in
+batches, so a burst of requests is applied in a few transactions instead of one each. Each web
+worker runs one, woken by its own requests; ``alignbot clock`` and ``alignbot run`` run one
+too, which applies whatever a worker stored and could not apply (it was killed, the database
+went away). Each batch is one transaction: an event is applied with its messages, or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.config import Alignment
+from bot.db import Database, utcnow
+from bot.services import crm, pipeline
+
+log = logging.getLogger("alignbot.projector")
+
+
+class CrmProjector:
+    """Applies stored CRM events: as a thread (:meth:`start`, :meth:`wake`) or pass by pass (:meth:`drain`).
+
+    ``inline`` projectors have no thread: :meth:`wake` applies at once, in the caller's thread.
+    The demo and the tests use that to see the state as soon as a request is answered.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        alignment: Alignment,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        batch: int = 1000,
+        poll_interval: float = 2.0,
+        gather: float = 0.05,
+        inline: bool = False,
+    ) -> None:
+        self.database = database
+        self.alignment = alignment
+        self.clock = clock
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.gather = gather
+        self.inline = inline
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pass_lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Apply what waits: now (inline) or soon (the thread)."""
+        if self.inline:
+            try:
+                self.drain()
+            except Exception:  # they are stored: the clock's projector applies them when it can
+                log.exception("applying CRM events failed; they wait for the next projector")
+        else:
+            self._wake.set()
+
+    def drain(self) -> int:
+        """Apply every event that waits, a batch per transaction; returns how many were applied."""
+        done = 0
+        with self._pass_lock:
+            while True:
+                try:
+                    with self.database.session() as session:
+                        count = pipeline.project(session, self.alignment, now=self.clock(), limit=self.batch)
+                except Exception:
+                    # One event that cannot be applied must not hold up every event behind it.
+                    if not self._set_aside_failing():
+                        raise
+                    continue
+                done += count
+                if count < self.batch:
+                    return done
+
+    def _set_aside_failing(self) -> bool:
+        """Apply the waiting events one at a time to find the one that fails, and set it aside.
+
+        Returns False when none fails alone (the failure was the database's, not an event's:
+        the caller retries later).
+        """
+        with self.database.read_session() as session:
+            ids = crm.waiting(session)[: self.batch]
+        for event_id in ids:
+            try:
+                with self.database.session() as session:
+                    pipeline.project(session, self.alignment, now=self.clock(), only=[event_id])
+            except Exception as exc:
+                log.exception("CRM event %d cannot be applied; set aside (it stays stored for a replay)", event_id)
+                with self.database.session() as session:
+                    crm.set_aside(session, event_id, f"{type(exc).__name__}: {exc}", now=self.clock())
+                return True
+        return False
+
+    def start(self) -> CrmProjector:
+        """Run in a daemon thread until :meth:`stop`; it also looks every ``poll_interval`` seconds.
+
+        Woken, it waits ``gather`` seconds before applying: the price of an event is then a share
+        of one batch, at the cost of that much delay before a win is posted.
+        """
+        if self._thread is None and not self.inline:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="crm-projector", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the batch it is applying, if any."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                applied = self.drain()
+                backoff = 1.0
+                if applied:
+                    log.debug("applied %d CRM events", applied)
+            except Exception:
+                log.exception("applying CRM events failed; retrying in %.0f s", backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            if self._wake.wait(self.poll_interval):
+                # Woken by a request: let the requests arriving with it be stored too, so that
+                # under load one batch applies many of them (folding has a cost per batch).
+                self._stop.wait(self.gather)
