@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's busy timeout alone orders the processes
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +62,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+class _WriterTurn:
+    """The turn to write to a SQLite file: the threads of a process, then the processes, one at a time.
+
+    Within a process a lock; between processes (gunicorn workers, the clock) an ``flock`` on a file
+    beside the database, which the kernel hands to the next waiter as soon as it is released,
+    where SQLite's own busy handler would poll with sleeps that grow to 100 ms. Re-entrant.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._depth == 0 and self._path is not None and fcntl is not None:
+            if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
+                self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
 class Database:
     """The engine and the session factory, with hooks called after a commit that wrote outbox rows."""
 
@@ -65,10 +101,12 @@ class Database:
         self._read_sessionmaker = sessionmaker(engine.execution_options(alignbot_read=True), expire_on_commit=False)
         self._on_outbox_commit: list[Callable[[set[str]], None]] = []
         # SQLite has one writer at a time, and its busy handler waits by sleeping (up to 100 ms a
-        # turn). Threads of one process queue here instead, and are woken the moment it is free.
-        self._write_turn: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        # turn). Writers queue on a lock instead, and are woken the moment it is free.
+        self._write_turn: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if engine.dialect.name == "sqlite":
+            path = engine.url.database
+            on_disk = bool(path) and path != ":memory:" and not str(path).startswith("file:")
+            self._write_turn = _WriterTurn(f"{path}-writer.lock" if on_disk else None)
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
     @classmethod
