@@ -17,7 +17,7 @@ from slack_bolt import App
 from sqlalchemy import select
 
 from bot.app import Dependencies, create_app
-from bot.config import Environment
+from bot.config import Alignment, Environment
 from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, Deal, Lead, OutboxMessage, SlaClock
@@ -25,7 +25,12 @@ from bot.outbox import OutboxRelay
 from bot.projector import CrmProjector
 from bot.services import pipeline, wins
 from tests.crm_helpers import batch, event, post, serve
-from tests.test_wins import JOURNEY, won, wins_posts
+from tests.test_wins import HEARD_AT, JOURNEY, wins_posts, won
+
+
+@pytest.fixture
+def deps(alignment: Alignment, database: Database) -> Dependencies:
+    return Dependencies(alignment=alignment, database=database, clock=lambda: HEARD_AT)
 
 
 @pytest.fixture
@@ -37,7 +42,7 @@ def projector(deps: Dependencies) -> CrmProjector:
 @pytest.fixture
 def deferred(env: Environment, deps: Dependencies, projector: CrmProjector) -> Iterator[tuple[int, Dependencies]]:
     """The production web application, with a projector that does not run until the test says so."""
-    with_projector = Dependencies(alignment=deps.alignment, database=deps.database, projector=projector)
+    with_projector = Dependencies(deps.alignment, deps.database, clock=deps.clock, projector=projector)
     with serve(create_app(env, with_projector), with_projector) as port:
         yield port, with_projector
 
@@ -87,9 +92,9 @@ def test_the_crm_hears_202_once_the_events_are_stored_and_they_are_applied_after
 def test_a_projector_thread_applies_what_the_request_stored(
     env: Environment, deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:
-    projector = CrmProjector(deps.database, deps.alignment, poll_interval=30).start()
+    projector = CrmProjector(deps.database, deps.alignment, clock=deps.clock, poll_interval=30).start()
     try:
-        with_projector = Dependencies(alignment=deps.alignment, database=deps.database, projector=projector)
+        with_projector = Dependencies(deps.alignment, deps.database, clock=deps.clock, projector=projector)
         with serve(create_app(env, with_projector), with_projector) as port:
             _send(port, *JOURNEY, won())
             deadline = time.monotonic() + 10
@@ -115,7 +120,7 @@ def test_a_worker_killed_after_storing_leaves_the_events_to_the_next_projector(
         ),
     )
     # The worker's projector never ran (killed); the clock's projector, another object, applies it.
-    CrmProjector(deps.database, deps.alignment).drain()
+    CrmProjector(deps.database, deps.alignment, clock=deps.clock).drain()
     with deps.database.read_session() as session:
         [clock] = session.scalars(select(SlaClock).where(SlaClock.lead_id == "L9")).all()
     assert clock.owner_email == "ava.ross@northwind.example"
@@ -163,7 +168,7 @@ def test_projectors_side_by_side_apply_each_event_once(deps: Dependencies, env: 
         pytest.skip("SQLite runs one writer at a time: there is no side by side to test")
     # A backlog of 60 deals on 60 accounts, then four projectors at once.
     stored_only = Dependencies(
-        deps.alignment, deps.database, projector=CrmProjector(deps.database, deps.alignment, batch=7)
+        deps.alignment, deps.database, clock=deps.clock, projector=CrmProjector(deps.database, deps.alignment, batch=7)
     )
     with serve(create_app(env, stored_only), stored_only) as port:
         for start in range(0, 60, 20):
@@ -174,7 +179,7 @@ def test_projectors_side_by_side_apply_each_event_once(deps: Dependencies, env: 
 
     def run() -> None:
         try:
-            applied.append(CrmProjector(deps.database, deps.alignment, batch=7).drain())
+            applied.append(CrmProjector(deps.database, deps.alignment, clock=deps.clock, batch=7).drain())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -11,7 +11,8 @@ from freezegun import freeze_time
 from slack_bolt import App
 
 from bot.app import Dependencies, create_app
-from bot.config import Attribution, Environment
+from bot.config import Alignment, Attribution, Environment
+from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
@@ -65,6 +66,16 @@ JOURNEY = [
     touch("t3", "2026-10-20", "NYC dinner", "event", SAM),
     touch("t4", "2026-11-01", "Retargeting", "ad", PRIYA),
 ]
+
+
+#: When the tests' deals are heard of: the day after they close, so they are news (a win first heard
+#: of more than a week after its close is recorded without a post), whatever today's date is.
+HEARD_AT = dt.datetime(2026, 11, 21, 15, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def deps(alignment: Alignment, database: Database) -> Dependencies:
+    return Dependencies(alignment=alignment, database=database, clock=lambda: HEARD_AT)
 
 
 @pytest.fixture
@@ -131,7 +142,7 @@ def test_each_model_shares_the_credit_as_defined(
     model: str, expected: list[str], env: Environment, deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:
     alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
-    other = Dependencies(alignment=alignment, database=deps.database)
+    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
     with serve(create_app(env, other), other) as bound:
         send(bound, *JOURNEY, won())
     relay.drain()
@@ -153,7 +164,7 @@ def test_exactly_one_post_under_duplicate_deliveries_and_a_restart(
         send(port, *JOURNEY, closing)
     relay.drain()
     # The CRM sends the close again as a new event (another id, same content), after a restart.
-    restarted = Dependencies(alignment=deps.alignment, database=deps.database)
+    restarted = Dependencies(alignment=deps.alignment, database=deps.database, clock=deps.clock)
     with serve(create_app(env, restarted), restarted) as bound:
         assert send(bound, won(day="2026-11-20"))["accepted"] == 1
     relay.drain()
