@@ -9,6 +9,9 @@ class Action(StrEnum):
     OPEN_IN_CRM = "open_in_crm"
     SLA_CONTACTED = "sla_contacted"
     SLA_RECYCLE = "sla_recycle"
+    SCORECARD_ROWS = "scorecard_rows"
+    AGENDA_COVERED = "agenda_covered"
+    AGENDA_REMOVE = "agenda_remove"
 
 
 class View(StrEnum):

@@ -255,3 +255,40 @@ class SlaClock(Base):
             sqlite_where=text("next_check_at IS NOT NULL"),
         ),
     )
+
+
+class VocabularySnapshot(Base):
+    """The agreed vocabulary (stage definitions and SLAs) as the clock last saw it in the config.
+
+    Append-only: a row per change, so the next start can tell what changed (old and new side by
+    side) and the history of the agreement stays readable.
+    """
+
+    __tablename__ = "vocabulary_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of ``content``
+    content: Mapped[dict[str, Any]]
+    recorded_at: Mapped[dt.datetime]
+
+
+class AgendaItem(Base):
+    """Something a person wants raised at a joint meeting (``/agenda add``).
+
+    ``occurrence_at`` is the meeting it was added for. An item stays on the agenda of every later
+    occurrence until someone ticks it covered (or its author removes it): the agenda of an
+    occurrence is its meeting's uncovered items added for it or for an earlier one.
+    """
+
+    __tablename__ = "agenda_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting: Mapped[str] = mapped_column(String(100))  # the meeting's slug (bot.services.meetings.slug)
+    occurrence_at: Mapped[dt.datetime]
+    text: Mapped[str] = mapped_column(Text)
+    author_slack_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime]
+    covered_at: Mapped[dt.datetime | None]
+    covered_by: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_agenda_items_meeting", "meeting", "occurrence_at"),)

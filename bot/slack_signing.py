@@ -88,21 +88,41 @@ class SlackDriver:
         payload.setdefault("token", "deprecated-verification-token")
         return self.send(interaction_body(payload))
 
-    def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str) -> BoltResponse:
-        """Click the button ``action_id`` of a message Slack received."""
+    def event(self, event: dict[str, Any], *, team: str = "T0ALIGN") -> BoltResponse:
+        """Deliver an Events API event (``app_home_opened``, …) as Slack posts it: JSON, signed."""
+        body = {
+            "token": "deprecated-verification-token",
+            "team_id": team,
+            "api_app_id": "A0ALIGNBOT",
+            "event": {"event_ts": f"{time.time():.6f}", **event},
+            "type": "event_callback",
+            "event_id": "Ev" + hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()[:10].upper(),
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team, "user_id": "U0ALIGNBOT", "is_bot": True}],
+        }
+        return self.send(json.dumps(body), content_type="application/json")
+
+    def click(
+        self, message: dict[str, Any], action_id: str, *, user: str, channel: str, ts: str | None = None
+    ) -> BoltResponse:
+        """Click the button ``action_id`` of a message Slack received; ``ts`` is the message's, when
+        the listener needs to know which message it was (Slack always sends it)."""
         block_id, button = next(
             (block.get("block_id", ""), element)
             for block in message.get("blocks", [])
             for element in [*block.get("elements", []), block.get("accessory") or {}]
             if element.get("type") == "button" and element.get("action_id") == action_id
         )
+        container: dict[str, Any] = {"type": "message", "channel_id": channel}
+        if ts is not None:
+            container["message_ts"] = ts
         return self.interact(
             {
                 "type": "block_actions",
                 "user": {"id": user, "username": user.lower(), "team_id": "T0ALIGN"},
                 "trigger_id": "trigger-" + user,
                 "channel": {"id": channel},
-                "container": {"type": "message", "channel_id": channel},
+                "container": container,
                 "response_url": self.fake.response_url(),
                 "actions": [
                     {

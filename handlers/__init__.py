@@ -13,11 +13,16 @@ if TYPE_CHECKING:
 def register_all(app: App, deps: Dependencies) -> None:
     """Register every middleware and listener on ``app``."""
     from handlers import errors, middleware
+    from handlers.actions import agenda as agenda_actions
     from handlers.actions import feedback as feedback_actions
+    from handlers.actions import scorecard as scorecard_actions
     from handlers.actions import sla as sla_actions
     from handlers.actions import wins as wins_actions
+    from handlers.commands import agenda as agenda_command
+    from handlers.commands import define as define_command
     from handlers.commands import feedback as feedback_command
     from handlers.commands import sla as sla_command
+    from handlers.events import app_home
     from handlers.views import feedback as feedback_views
     from handlers.views import sla as sla_views
     from handlers.views import wins as wins_views
@@ -32,3 +37,8 @@ def register_all(app: App, deps: Dependencies) -> None:
     sla_command.register(app, deps)
     sla_actions.register(app, deps)
     sla_views.register(app, deps)
+    app_home.register(app, deps)
+    define_command.register(app, deps)
+    scorecard_actions.register(app, deps)
+    agenda_command.register(app, deps)
+    agenda_actions.register(app, deps)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bot.app import Dependencies
 from bot.db import Database
-from schedules.jobs import ScheduledJob, build_jobs, sla_tick
+from schedules.jobs import ScheduledJob, announce_vocabulary, build_jobs, meetings_tick, sla_tick
 
 log = logging.getLogger("alignbot.clock")
 ADVISORY_LOCK_KEY = 0x616C69676E  # "align": one clock per PostgreSQL database
@@ -94,6 +94,7 @@ class ClockLock:
 def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) -> BackgroundScheduler:
     """Catch up on occurrences missed while no clock ran, then fire every job on its trigger."""
     jobs = build_jobs(deps) if jobs is None else jobs
+    announce_vocabulary(deps)  # a config deploy restarts the clock: say what the agreement now means
     now = deps.clock()
     for job in jobs:
         occurrence = job.run_due(now)
@@ -126,6 +127,20 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
         misfire_grace_time=30,
     )
     sla_tick(deps)
+    # Meeting reminders: minute resolution is plenty. Keyed by occurrence and offset in the
+    # outbox, so the catch-up run here and every later one send each reminder once.
+    scheduler.add_job(
+        meetings_tick,
+        "interval",
+        seconds=30,
+        args=[deps],
+        id="meetings-tick",
+        name="meetings-tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=60,
+    )
+    meetings_tick(deps)
     scheduler.start()
     return scheduler
 

@@ -8,12 +8,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from bot.app import Dependencies
-from bot.services import feedback, sla, wins
+from bot.services import feedback, meetings, scorecard, sla, vocabulary, wins
 
 log = logging.getLogger("alignbot.clock")
 
@@ -23,7 +22,7 @@ class ScheduledJob:
     """A job of the clock: its trigger, what it does for one occurrence, and how late it may still run."""
 
     name: str
-    trigger: CronTrigger
+    trigger: ScheduleTrigger
     run: Callable[[dt.datetime, dt.datetime], None]  # (occurrence, now)
     grace: dt.timedelta
     lookback: dt.timedelta = dt.timedelta(days=8)
@@ -54,9 +53,28 @@ class ScheduledJob:
         return occurrence
 
 
-def cron(schedule: str, timezone: str) -> CronTrigger:
-    """A cron trigger in a timezone (so 09:00 stays 09:00 local across DST)."""
-    return CronTrigger.from_crontab(schedule, timezone=ZoneInfo(timezone))
+class ScheduleTrigger(BaseTrigger):
+    """A trigger for a schedule of the config: a cron line or an RFC 5545 RRULE, in a timezone.
+
+    Both read the way a RevOps admin writes them (``meetings.fire_times``): cron's weekday
+    numbers as cron means them (0 and 7 are Sunday; APScheduler's own cron counts 0 as Monday),
+    and 09:00 stays 09:00 local across a daylight-saving change.
+    """
+
+    def __init__(self, schedule: str, timezone: str) -> None:
+        self.schedule, self.timezone = schedule, timezone
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+        start = now if previous_fire_time is None else max(now, previous_fire_time + dt.timedelta(microseconds=1))
+        return next(meetings.fire_times(self.schedule, self.timezone, start, start + dt.timedelta(days=400)), None)
+
+    def __str__(self) -> str:
+        return f"schedule[{self.schedule!r} in {self.timezone}]"
+
+
+def cron(schedule: str, timezone: str) -> ScheduleTrigger:
+    """The trigger of a configured schedule (cron or RRULE) in a timezone."""
+    return ScheduleTrigger(schedule, timezone)
 
 
 def sla_tick(deps: Dependencies, *, batch: int = 200) -> int:
@@ -74,6 +92,38 @@ def sla_tick(deps: Dependencies, *, batch: int = 200) -> int:
             return done
 
 
+def meetings_tick(deps: Dependencies) -> int:
+    """One tick of the meeting reminders: queue each one whose moment has come, once.
+
+    What is due follows from the config, the time and the outbox keys alone, so the first tick
+    after a restart sends the reminders missed while the clock was down (the latest one of each
+    meeting not yet started), and later ticks send nothing twice.
+    """
+    if not deps.alignment.meetings:
+        return 0
+    now = deps.clock()
+    with deps.database.read_session() as session:  # most ticks: nothing new, and no write lock taken
+        if not meetings.pending_reminders(session, deps.alignment, now=now):
+            return 0
+    with deps.database.session() as session:
+        queued = meetings.send_due_reminders(session, deps.alignment, now=now)
+    if queued:
+        log.info("queued %d meeting reminder(s)", queued)
+    return queued
+
+
+def announce_vocabulary(deps: Dependencies) -> int:
+    """On start: announce a change of the agreed vocabulary (stages, SLAs) since the last start, once.
+
+    Returns how many terms changed; the first start ever only records the vocabulary.
+    """
+    with deps.database.session() as session:
+        changes = vocabulary.announce_changes(session, deps.alignment, now=deps.clock())
+    if changes:
+        log.info("the shared vocabulary changed: %s", ", ".join(c["name"] for c in changes))
+    return len(changes)
+
+
 def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
     """Every scheduled job of the alignment."""
     alignment = deps.alignment
@@ -87,6 +137,11 @@ def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
         with deps.database.session() as session:
             if wins.enqueue_digest(session, alignment, occurrence=occurrence, now=now):
                 log.info("queued the wins digest of %s", occurrence.isoformat())
+
+    def scorecard_post(occurrence: dt.datetime, now: dt.datetime) -> None:
+        with deps.database.session() as session:
+            if scorecard.enqueue_post(session, alignment, occurrence=occurrence, now=now):
+                log.info("queued the scorecard of %s", occurrence.isoformat())
 
     def manager_summary(occurrence: dt.datetime, now: dt.datetime) -> None:
         with deps.database.session() as session:
@@ -106,6 +161,12 @@ def build_jobs(deps: Dependencies) -> list[ScheduledJob]:
             trigger=cron(alignment.wins.digest_schedule, alignment.timezone),
             run=wins_digest,
             grace=dt.timedelta(hours=6),
+        ),
+        ScheduledJob(
+            name="scorecard",
+            trigger=cron(alignment.scorecard.schedule, alignment.timezone),
+            run=scorecard_post,
+            grace=dt.timedelta(hours=12),  # a Monday-morning scorecard is still news by the evening
         ),
         ScheduledJob(
             name="feedback-digest",

@@ -60,6 +60,23 @@ def test_the_feedback_digest_is_caught_up_through_the_real_jobs(deps: Dependenci
         for _ in range(2):  # a restart right after: still one digest
             start_scheduler(deps).shutdown(wait=False)
     with deps.database.session() as session:
-        kinds = session.scalars(select(OutboxMessage.kind)).all()
-        assert kinds == ["feedback.digest"]
-        assert session.scalar(select(func.count(OutboxMessage.id))) == 1
+        kinds = sorted(session.scalars(select(OutboxMessage.kind)).all())
+        # Monday 10:00 in New York is also 24 hours before the example's weekly pipeline review.
+        assert kinds == ["feedback.digest", "meeting.reminder"]
+        assert session.scalar(select(func.count(OutboxMessage.id))) == 2
+
+
+def test_configured_schedules_read_weekday_numbers_as_cron_does_and_accept_rrules() -> None:
+    # "1" is Monday in cron (APScheduler's own cron would read it as Tuesday).
+    numeric = ScheduledJob("n", cron("0 8 * * 1", "America/New_York"), lambda o, n: None, dt.timedelta(hours=1))
+    [monday] = numeric.occurrences(dt.datetime(2026, 11, 15, tzinfo=dt.UTC), dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
+    assert monday.astimezone(dt.timezone(dt.timedelta(hours=-5))).strftime("%a %H:%M") == "Mon 08:00"
+    # An RRULE for a scorecard every other Monday at 08:00 local, across the end of daylight time.
+    rule = cron("DTSTART:20261019T080000\nRRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO", "America/New_York")
+    job = ScheduledJob("r", rule, lambda o, n: None, dt.timedelta(hours=1))
+    found = job.occurrences(dt.datetime(2026, 10, 18, tzinfo=dt.UTC), dt.datetime(2026, 11, 18, tzinfo=dt.UTC))
+    assert [f.isoformat() for f in found] == [
+        "2026-10-19T12:00:00+00:00",
+        "2026-11-02T13:00:00+00:00",
+        "2026-11-16T13:00:00+00:00",
+    ]

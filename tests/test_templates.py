@@ -13,6 +13,8 @@ from slack_sdk.models.views import View
 import templates
 from bot.render import mention, render, slack_escape
 from bot.services.feedback import STRENGTHS, Digest
+from bot.services.meetings import Agenda, FeedbackPart, Occurrence, RecycledPart, SlaPart, WinsPart
+from tests.test_app_home import home_context
 
 NOW = dt.datetime(2026, 11, 16, 14, 0, tzinfo=dt.UTC)
 HOSTILE = '<!channel> & <@U0MIA> <https://evil.example|click> *bold* "quoted" \\ end'
@@ -199,8 +201,120 @@ CONTEXTS |= {
         {"c": sla_context(state="met_late"), "done": "contacted"},
     ],
 }
-MESSAGE_TEMPLATES = {name for name in CONTEXTS if not name.endswith("_modal")}
-EPHEMERAL = {"feedback_captured", "feedback_usage", "sla_list", "sla_explain"}
+REVIEW = Occurrence("Weekly pipeline review", "weekly-pipeline-review", NOW, "C0SALES", "America/New_York")
+WHEN = {"day": "tomorrow at 10:00 EST", "relative": "in 24 hours"}
+AGENDA_ITEM = {"id": 3, "text": "Pricing page objections & the <Globex> discount", "author": "U0AVA", "created_at": NOW}
+BREACH = {
+    "lead": sla_context()["lead"],
+    "owner": {"slack_id": "U0CHLOE", "label": "Chloe Park", "email": "chloe.park@northwind.example"},
+    "sla": "mql-first-touch",
+    "version": "2026-09",
+    "due_at": NOW,
+    "late_by": dt.timedelta(hours=2),
+    "contacted": False,
+}
+
+
+def agenda(count: int = 2, **parts: Any) -> Agenda:
+    full: dict[str, Any] = {
+        "wins": WinsPart(count=12, totals="$412,000 + €12,500", listed=[win_context()] * 10),
+        "sla": SlaPart(met=8, breached=14, attainment=36, breaches=[BREACH, {**BREACH, "contacted": True}] * 5),
+        "feedback": FeedbackPart(7, [("Pricing", 3), ("Competitor", 2)], [("Globex", 2)], 5),
+        "recycled": RecycledPart(4, [("No response", 2), ("Bad fit", 1), ("went dark after the demo", 1)]),
+        "items": [{**AGENDA_ITEM, "id": n, "carried_from": "Nov 10" if n % 2 else None} for n in range(min(count, 20))],
+        "items_total": count,
+    }
+    return Agenda(
+        occurrence=REVIEW,
+        since=NOW - dt.timedelta(days=7),
+        until=NOW,
+        parts=("wins", "sla", "feedback", "recycled", "items"),
+        **(full | parts),
+    )
+
+
+EMPTY_AGENDA = agenda(
+    0,
+    wins=WinsPart(0, "", []),
+    sla=SlaPart(0, 0, None, []),
+    feedback=FeedbackPart(0, [], [], 0),
+    recycled=RecycledPart(0, []),
+)
+OVERVIEW = [{"name": "Weekly pipeline review", "channel": "C0SALES", "starts_at": NOW, "timezone": "America/New_York"}]
+LIST = {"occurrence": REVIEW, "when": WHEN, "viewer": "U0AVA", "added": None}
+CONTEXTS |= {
+    "meeting_reminder": [
+        {"agenda": agenda(), "when": WHEN, "late": False},
+        {"agenda": agenda(35), "when": {"day": "today at 10:00 EST", "relative": "in 15 minutes"}, "late": True},
+        {"agenda": EMPTY_AGENDA, "when": WHEN, "late": False},
+        {"agenda": Agenda(REVIEW, NOW, NOW, ("items",)), "when": WHEN, "late": False},
+    ],
+    "agenda_list": [
+        {**LIST, "items": [AGENDA_ITEM | {"carried_from": None}], "total": 1, "added": AGENDA_ITEM["text"]},
+        {**LIST, "items": [AGENDA_ITEM | {"id": n, "carried_from": "Nov 10"} for n in range(20)], "total": 26},
+        {**LIST, "items": [], "total": 0},
+    ],
+    "agenda_usage": [
+        {"problem": None, "text": "", "meetings": OVERVIEW},
+        {"problem": "There is no meeting called “Weekly pipline”.", "text": HOSTILE, "meetings": []},
+    ],
+}
+
+
+def scorecard_context(title: str = "MQL → SQL rate", detail: str = "4 of 10 leads") -> dict[str, Any]:
+    metric = {
+        "key": "mql_to_sql_rate",
+        "title": title,
+        "definition": "Of the leads that first entered MQL this week, the share that reached SQL.",
+        "shown": "40%",
+        "detail": detail,
+        "change": "▲ 10 pts from 30%",
+        "sparkline": "▁▂·▄▅▆▇█",
+        "rows": "mql_to_sql_rate|2026-11-09|1763384400",
+    }
+    money = {**metric, "key": "influenced_revenue", "title": "Influenced revenue", "shown": "$84,000"}
+    return {
+        "week": {"label": "2026-11-09", "shown": "Nov 9–15"},
+        "as_of": NOW,
+        "tz": "America/New_York",
+        "currency": "USD",
+        "metrics": [metric, {**money, "detail": "2 influenced wins; also €12,500 (not converted)"}] * 3,
+    }
+
+
+def vocabulary_contexts(hostile: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    from bot.config import EXAMPLE_CONFIG, load_alignment
+    from bot.services import vocabulary
+
+    alignment = load_alignment(EXAMPLE_CONFIG)
+    if hostile:
+        stages = tuple(s.model_copy(update={"definition": hostile}) for s in alignment.stages)
+        alignment = alignment.model_copy(update={"stages": stages})
+    changed = alignment.model_copy(
+        update={
+            "stages": tuple(
+                s.model_copy(update={"definition": hostile or "Scored 70+ and fits the ICP.", "version": "2026-11"})
+                if s.name == "MQL"
+                else s
+                for s in alignment.stages[:-1]
+            ),
+            "sla": (alignment.sla[0].model_copy(update={"warn_at": 0.5, "within": dt.timedelta(hours=6)}),),
+        }
+    )
+    changes = vocabulary.changes_between(vocabulary.snapshot(alignment), vocabulary.snapshot(changed))
+    asked = hostile or "mq"
+    return {
+        "define": [
+            vocabulary.define(alignment, term).context(alignment) for term in ("", "mql", "mql-first-touch", asked)
+        ],
+        "vocabulary_changed": [{"changes": changes, "more": 0}, {"changes": (changes * 10)[:20], "more": 9}],
+    }
+
+
+CONTEXTS |= {"scorecard": [scorecard_context()], **vocabulary_contexts()}
+CONTEXTS |= {"app_home": [home_context()]}  # a view; tests/test_app_home.py has its hostile context
+MESSAGE_TEMPLATES = {name for name in CONTEXTS if not name.endswith("_modal") and name != "app_home"}
+EPHEMERAL = {"feedback_captured", "feedback_usage", "sla_list", "sla_explain", "agenda_list", "agenda_usage", "define"}
 
 
 def test_every_template_has_a_context_here() -> None:
@@ -257,8 +371,29 @@ def test_user_text_never_becomes_markup(name: str) -> None:
         "win_story": {"story": HOSTILE, "by": "U0AVA", "deal": {"name": HOSTILE}},
         "wins_digest": {"wins": [hostile_win], "more": 0, "tz": "UTC"},
     }
+    hostile_agenda_item = {**AGENDA_ITEM, "text": HOSTILE, "carried_from": None}
+    contexts |= {
+        "meeting_reminder": {
+            "agenda": agenda(
+                wins=WinsPart(1, "$1", [hostile_win]),
+                feedback=FeedbackPart(1, [(HOSTILE, 1)], [(HOSTILE, 1)], 1),
+                recycled=RecycledPart(1, [(HOSTILE, 1)]),
+                items=[hostile_agenda_item],
+                items_total=1,
+            ),
+            "when": WHEN,
+            "late": False,
+        },
+        "agenda_list": {**LIST, "items": [hostile_agenda_item], "total": 1, "added": HOSTILE},
+        "agenda_usage": {"problem": HOSTILE, "text": HOSTILE, "meetings": OVERVIEW},
+    }
+    contexts["scorecard"] = scorecard_context(title=HOSTILE, detail=HOSTILE)
+    contexts |= {name: found[-1] for name, found in vocabulary_contexts(HOSTILE).items()}
     data = render(name, **contexts[name])
-    if name == "win_post":  # a header is plain_text: Slack shows it literally, it cannot mention anyone
+    if name in {
+        "win_post",
+        "meeting_reminder",
+    }:  # a header is plain_text: Slack shows it literally, it cannot mention anyone
         data = {**data, "blocks": [b for b in data["blocks"] if b["type"] != "header"]}
     flat = str(data)
     assert "<!channel>" not in flat and "<@U0MIA>" not in flat and "<https://evil" not in flat
