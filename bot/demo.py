@@ -18,6 +18,14 @@ requests, an in-process fake Slack, and a generated week replayed on a simulated
   16:30 summary), one is recycled from the nudge with a reason and a note, one carries over a
   weekend, one is reassigned, and one call reaches alignbot after its red flag (a correction);
   reps type ``/sla`` and ``/sla LEAD_ID`` (see :meth:`CrmPlanner._roles`);
+- the weekly meeting's reminders go to its channel at each ``remind_before`` offset that falls
+  in the run (the clock process's :func:`schedules.jobs.meetings_tick`, at those moments), with
+  the agenda built from the data and the items reps and marketers added with ``/agenda add``;
+  after a meeting its chair lists the agenda and ticks one item *Covered*, the other carries
+  over (see :func:`plan_team`);
+- the Monday scorecard reaches #sales and #marketing alike, and the head of marketing clicks
+  *Show the rows* on one metric: the CSV lands in the post's thread; reps and marketers look
+  terms up with ``/define`` (one mistyped, then retyped from the suggestion);
 - every scheduled job of :func:`schedules.jobs.build_jobs` runs at its simulated time, and the
   clock process's :func:`schedules.jobs.sla_tick` after every step and at each clock's next
   check (its yellow flag, its deadline), so nudges go out at their simulated moment;
@@ -55,23 +63,32 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from bot.app import Dependencies, create_app
-from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environment, Person, load_alignment
+from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environment, Meeting, Person, load_alignment
 from bot.crm_signature import HEADER as SIGNATURE_HEADER
 from bot.crm_signature import sign as sign_crm_request
 from bot.db import Database
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action, Block
-from bot.models import Deal, OutboxMessage, SlaClock
+from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay, relay_client
 from bot.render import duration as render_duration
+from bot.services import meetings, wins
 from bot.services import sla as sla_service
-from bot.services import wins
 from bot.services.business_time import BusinessCalendar, SlaCalendar
 from bot.services.sla import calendar_for
 from bot.slack_signing import SlackDriver
-from bot.transcript import CRM_WEBHOOK, Directory, Entry, EntryKind, Transcript, median_and_max
+from bot.transcript import (
+    CRM_WEBHOOK,
+    Directory,
+    Entry,
+    EntryKind,
+    Transcript,
+    file_card,
+    median_and_max,
+    slack_unescape,
+)
 from handlers import crm as crm_webhook
-from schedules.jobs import ScheduledJob, build_jobs, sla_tick
+from schedules.jobs import ScheduledJob, build_jobs, meetings_tick, sla_tick
 
 BOT_TOKEN = "xoxb-alignbot-demo"  # noqa: S105 - the fake Slack only checks the "xoxb-" prefix
 BOT_NAME = "alignbot"
@@ -1265,6 +1282,210 @@ class CrmPlanner:
             call(self._sla_calendar(new).add(moved, max(left / 2, dt.timedelta(minutes=20))), by=new)
 
 
+# --- the joint meeting, the scorecard and the shared vocabulary --------------------------------
+
+#: What people raise for the joint meeting with ``/agenda add``, by team, in the order they raise
+#: them; ``{competitor}`` becomes a configured competitor. Each meeting gets one from each team;
+#: the first one added is ticked *Covered* after the meeting, the other carries over.
+AGENDA_ITEMS: dict[str, tuple[str, ...]] = {
+    "marketing": (
+        "Webinar follow-up: 40 attendees of the one-number webinar still have no owner. Split them by territory?",
+        "Q1 events: which two conferences do reps actually want us at? The budget is due Friday.",
+        "Case studies: which of this week's wins would go on record for the January newsletter?",
+    ),
+    "sales": (
+        "MQL threshold for ROI calculator leads: most that score 60-65 never qualify. Raise that source to 70?",
+        "{competitor} offers 3 months free in every deal we meet them in. Do we match, or hold on price?",
+        "The pricing page still shows last year's packaging; prospects quote it back to us on calls.",
+    ),
+}
+#: The metric whose rows someone asks for, when the scorecard shows it.
+ROWS_METRIC = "sla_attainment"
+
+
+@dataclass
+class CommandPlan:
+    """Someone typing ``command text`` in ``where``; ``then`` is what they type next (a typo fixed)."""
+
+    at: dt.datetime
+    person: Person
+    command: str
+    text: str
+    where: str
+    then: str | None = None
+
+
+@dataclass
+class CoveredPlan:
+    """After a meeting, someone lists its agenda with ``/agenda`` and ticks ``item`` *Covered*."""
+
+    at: dt.datetime
+    person: Person
+    where: str
+    item: str
+
+
+@dataclass
+class RowsPlan:
+    """Someone clicks *Show the rows* on ``metric`` of the scorecard post in ``where``."""
+
+    at: dt.datetime
+    person: Person
+    where: str
+    metric: str
+
+
+@dataclass
+class TeamPlan:
+    """The meeting reminders' moments, and what people type and click about the meeting, the
+    scorecard and the shared vocabulary."""
+
+    reminders: list[dt.datetime] = field(default_factory=list)
+    commands: list[CommandPlan] = field(default_factory=list)
+    covered: list[CoveredPlan] = field(default_factory=list)
+    rows: list[RowsPlan] = field(default_factory=list)
+
+
+def working_moment(
+    calendar: WorkCalendar,
+    rng: random.Random,
+    person: Person,
+    low: dt.datetime,
+    high: dt.datetime,
+    margin: dt.timedelta = dt.timedelta(minutes=5),
+) -> dt.datetime | None:
+    """A random moment of ``person``'s working hours within ``[low, high)``, ``margin`` inside each
+    span, in UTC; None when they do not work in that window."""
+    tz = calendar.alignment.tz(person)
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
+    day = low.astimezone(tz).date()
+    while dt.datetime.combine(day, dt.time(0), tz) < high:
+        if calendar.is_workday(day, person):
+            opens, closes = calendar.hours(day, person)
+            begin, finish = max(opens, low) + margin, min(closes, high) - margin
+            if begin < finish:
+                spans.append((begin, finish))
+        day += dt.timedelta(days=1)
+    pick = rng.uniform(0, sum((finish - begin).total_seconds() for begin, finish in spans))
+    for begin, finish in spans:
+        length = (finish - begin).total_seconds()
+        if pick <= length:
+            return (begin + dt.timedelta(seconds=int(pick))).astimezone(dt.UTC)
+        pick -= length
+    return None
+
+
+def plan_team(
+    alignment: Alignment, rng: random.Random, start: dt.datetime, end: dt.datetime, scorecards: list[dt.datetime]
+) -> TeamPlan:
+    """The reminders of the first configured meeting that fall in ``[start, end)`` and the agenda
+    items people add before each (one from marketing, one from sales; after a meeting in the run,
+    its chair ticks the first one *Covered*, the other carries over); ``/define`` typed three
+    times (a stage, the whole vocabulary, a typo then the fix); and *Show the rows* clicked on
+    each of the ``scorecards`` posted in the run."""
+    calendar = WorkCalendar(alignment)
+    plan = TeamPlan()
+    managers = {p.manager.lower() for p in alignment.people if p.manager}
+    people = [p for p in alignment.people if p.slack_id]
+
+    def members(team: str) -> list[Person]:
+        """The team's individual contributors (its managers only if it has nobody else)."""
+        found = [p for p in people if p.team == team]
+        return [p for p in found if p.email.lower() not in managers] or found
+
+    def head(team: str) -> Person | None:
+        found = [p for p in people if p.team == team]
+        return next((p for p in found if not p.manager), found[0] if found else None)
+
+    if alignment.meetings:
+        _plan_meeting(alignment, alignment.meetings[0], rng, calendar, start, end, plan, members, head("sales"))
+    stages = [s.name for s in alignment.stages]
+    reps, marketers = members("sales"), members("marketing")
+    tz = ZoneInfo(alignment.timezone)
+    days = [
+        day
+        for i in range((end.astimezone(tz).date() - start.astimezone(tz).date()).days)
+        if calendar.is_workday(day := start.astimezone(tz).date() + dt.timedelta(days=i))
+    ]
+
+    def define(slot: int, person: Person, text: str, where: str, then: str | None = None) -> None:
+        if not days:
+            return
+        midnight = dt.datetime.combine(days[min(slot, len(days) - 1)], dt.time(0), tz)
+        at = working_moment(calendar, rng, person, max(midnight, start), min(midnight + dt.timedelta(days=1), end))
+        if at is not None:
+            plan.commands.append(CommandPlan(at, person, "/define", text, where, then))
+
+    if stages and reps:
+        sla_stage = alignment.sla[0].stage if alignment.sla else None
+        handoff = sla_stage if sla_stage in stages else stages[min(1, len(stages) - 1)]
+        following = stages[min(stages.index(handoff) + 1, len(stages) - 1)]
+        # A rep checks what the hand-off stage promises; a marketer reads the whole vocabulary;
+        # a rep mistypes the next stage and retypes it from the suggestion.
+        define(1, rng.choice(reps), handoff, alignment.channels.sales)
+        if marketers:
+            define(2, rng.choice(marketers), "", alignment.channels.marketing)
+        define(3, rng.choice(reps), typo(following, rng), alignment.channels.sales, then=following)
+    metrics = alignment.scorecard.metrics
+    reader = head("marketing") or head("sales")
+    if metrics and reader is not None:
+        metric = ROWS_METRIC if ROWS_METRIC in metrics else metrics[0]
+        for posted in scorecards:
+            # The head of marketing reads it over the first coffee and asks which leads are behind it.
+            at = working_moment(
+                calendar, rng, reader, posted + dt.timedelta(minutes=20), posted + dt.timedelta(hours=4)
+            )
+            if at is not None and at < end:
+                plan.rows.append(RowsPlan(at, reader, alignment.channels.marketing, metric))
+    return plan
+
+
+def _plan_meeting(
+    alignment: Alignment,
+    meeting: Meeting,
+    rng: random.Random,
+    calendar: WorkCalendar,
+    start: dt.datetime,
+    end: dt.datetime,
+    plan: TeamPlan,
+    members: Callable[[str], list[Person]],
+    chair: Person | None,
+) -> None:
+    """Reminder moments, agenda items and the *Covered* tick of ``meeting``'s occurrences whose
+    reminders fall in the run (see :func:`plan_team`)."""
+    competitors = list(alignment.feedback.competitors) or ["A competitor"]
+    decks = {team: list(texts) for team, texts in AGENDA_ITEMS.items()}
+    horizon = max(meeting.remind_before, default=dt.timedelta(0))
+    since = start
+    for occurrence in meetings.occurrences(alignment, meeting, start, end + horizon):
+        moments = sorted(
+            occurrence.starts_at - offset
+            for offset in meeting.remind_before
+            if start <= occurrence.starts_at - offset < end
+        )
+        if not moments:
+            continue
+        plan.reminders += moments
+        added: list[tuple[dt.datetime, str]] = []
+        for team in ("marketing", "sales"):
+            deck, authors = decks[team], members(team)
+            # Whoever of the team is at work before the first reminder raises it.
+            for author in rng.sample(authors, len(authors)):
+                at = working_moment(calendar, rng, author, since, moments[0])
+                if at is not None and deck:
+                    text = deck.pop(0).replace("{competitor}", rng.choice(competitors))
+                    plan.commands.append(CommandPlan(at, author, "/agenda", f"add {text}", meeting.channel))
+                    added.append((at, text))
+                    break
+        held = occurrence.starts_at
+        if added and chair is not None and held < end:
+            # The chair ticks off what was discussed once the hour is over; the rest carries over.
+            at = working_moment(calendar, rng, chair, held + dt.timedelta(minutes=40), held + dt.timedelta(hours=3))
+            if at is not None and at < end:
+                plan.covered.append(CoveredPlan(at, chair, meeting.channel, min(added)[1]))
+        since = max(since, held + dt.timedelta(hours=1))
+
+
 # --- recording what Slack received ------------------------------------------------------------
 
 
@@ -1284,6 +1505,7 @@ class Recorder:
         self.thread: str | None = None
         self.origin: str | None = None
         self.posts: dict[str, SlackCall] = {}  # outbox key -> the chat.postMessage Slack received
+        self.uploads: list[SlackCall] = []  # files shared (files.completeUploadExternal)
         self.failed: list[SlackCall] = []
         self._lock = threading.Lock()
 
@@ -1350,6 +1572,27 @@ class Recorder:
                     thread=self.thread,
                 )
             )
+        elif call.method == "files.completeUploadExternal":
+            # The last step of files_upload_v2: the file is shared in the channel (or a thread) with its comment.
+            self.uploads.append(call)
+            cards = [
+                file_card(str(u.get("filename") or ""), str(u.get("title") or ""), u.get("content") or "")
+                for u in body.get("uploads") or []
+            ]
+            thread = body.get("thread_ts")
+            self.transcript.add(
+                Entry(
+                    at,
+                    str(body.get("channel_id") or self.place),
+                    BOT_NAME,
+                    "message",
+                    payload={"text": str(body.get("initial_comment") or ""), "files": cards},
+                    thread=str(thread) if thread else None,
+                )
+            )
+        elif call.method == "views.publish" and isinstance(body.get("view"), dict):
+            owner = str(body.get("user_id"))  # whose Home tab it is
+            self.transcript.add(Entry(at, owner, BOT_NAME, "home", payload=body["view"], visible_to=owner))
         elif call.method == "response_url" and body.get("replace_original") and self.origin:
             # The clicked message, replaced: shown as an edit of it, as Slack shows it.
             self.transcript.add(Entry(at, self.place, BOT_NAME, "edit", payload=body, edits=self.origin))
@@ -1464,6 +1707,9 @@ class _Demo:
         self.end = dt.datetime.combine(self.start.date() + dt.timedelta(days=days), dt.time(0), self.tz)
         self.clock = SimulatedClock(self.start)
         self.rng = random.Random(seed)
+        # The meeting, the scorecard and /define draw from their own stream, like the CRM: adding
+        # them left the feedback and the CRM of a seed as they were.
+        self.team_rng = random.Random(f"team:{seed}")
         self.calendar = WorkCalendar(alignment)
         users = {p.slack_id: name_of(p) for p in alignment.people if p.slack_id}
         channels: dict[str, str] = {}
@@ -1519,6 +1765,10 @@ class _Demo:
                 self.clock.set(self.end)
                 summary, failed = self._summary(database)
                 self._note_held(database)
+                # Everyone opens the app at the end of the week: the page shows each App Home as published.
+                for person in self.alignment.people:
+                    if person.slack_id:
+                        self.slack.event({"type": "app_home_opened", "user": person.slack_id, "tab": "home"})
             finally:
                 database.dispose()
         print(self._heading(), file=out)
@@ -1556,6 +1806,19 @@ class _Demo:
             for occurrence in job.occurrences(self.start, self.end):
                 if occurrence < self.end:
                     add(occurrence, functools.partial(self._fire, job, occurrence))
+        scorecards = [o for job in jobs if job.name == "scorecard" for o in job.occurrences(self.start, self.end)]
+        team = plan_team(self.alignment, self.team_rng, self.start, self.end, [o for o in scorecards if o < self.end])
+        # The clock process ticks the meetings every 30 seconds; here, at each moment a reminder
+        # falls due, so each goes out at its simulated time, once. Not at the start: the bot ran
+        # before the week, so a reminder whose moment passed before it was sent then.
+        for moment in team.reminders:
+            add(moment, self._remind)
+        for command in team.commands:
+            add(command.at, functools.partial(self._command, command))
+        for covered in team.covered:
+            add(covered.at, functools.partial(self._cover, covered))
+        for rows in team.rows:
+            add(rows.at, functools.partial(self._show_rows, rows))
         return sorted(steps)
 
     def _advance(self, moment: dt.datetime) -> None:
@@ -1619,14 +1882,116 @@ class _Demo:
         new = [call for key, call in self.recorder.posts.items() if key not in before and key.startswith("feedback:")]
         item.post = new[0] if new else None
 
-    def _type(self, person: Person, text: str, command: str = "/feedback") -> None:
-        """``person`` types ``command text`` in #sales; the answer is recorded as they see it."""
-        where = self.alignment.channels.sales
+    def _type(self, person: Person, text: str, command: str = "/feedback", where: str | None = None) -> str:
+        """``person`` types ``command text`` in ``where`` (#sales by default); the answer is recorded
+        as they see it, and returned (the HTTP body)."""
+        where = where or self.alignment.channels.sales
         typed = f"{command} {text}".rstrip()
         self.transcript.add(Entry(self.clock.now(), where, name_of(person), "typed", typed, from_bot=False))
         with self.recorder.acting(person, where):
             response = self.slack.command(command, text, user=str(person.slack_id), channel=where)
             self._answer(person, where, response.body)
+        return str(response.body or "")
+
+    def _remind(self) -> None:
+        """The clock process's meetings tick: queue the reminders due now (the step's tick delivers them)."""
+        meetings_tick(self.deps)
+
+    def _command(self, plan: CommandPlan) -> None:
+        """``/agenda add …`` or ``/define …`` typed in a channel; a typo is retyped after reading the answer."""
+        self._type(plan.person, plan.text, plan.command, plan.where)
+        if plan.then is not None:
+            self.clock.set(self.clock.now() + dt.timedelta(seconds=self.team_rng.randrange(20, 60)))
+            self._type(plan.person, plan.then, plan.command, plan.where)
+
+    def _cover(self, plan: CoveredPlan) -> None:
+        """After the meeting, the chair lists its agenda and ticks the item that was discussed *Covered*."""
+        body = self._type(plan.person, "", "/agenda", plan.where)
+        try:
+            listing = json.loads(body) if body else {}
+        except ValueError:
+            return
+        blocks = (listing.get("blocks") or []) if isinstance(listing, dict) else []
+        # The item's section names it; the actions block right after it holds its buttons.
+        index = next(
+            (
+                i
+                for i, block in enumerate(blocks)
+                if plan.item[:40] in slack_unescape(str((block.get("text") or {}).get("text") or ""))
+            ),
+            None,
+        )
+        if index is None or index + 1 >= len(blocks) or blocks[index + 1].get("type") != "actions":
+            return
+        self.clock.set(self.clock.now() + dt.timedelta(seconds=self.team_rng.randrange(10, 40)))
+        item = plan.item if len(plan.item) <= 60 else plan.item[:59].rsplit(" ", 1)[0] + "…"
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                plan.where,
+                name_of(plan.person),
+                "action",
+                f"clicked [Covered] on “{item}”",
+                from_bot=False,
+            )
+        )
+        with self.recorder.acting(plan.person, plan.where):
+            message = {"blocks": [blocks[index + 1]]}
+            self.slack.click(message, Action.AGENDA_COVERED.value, user=str(plan.person.slack_id), channel=plan.where)
+
+    def _show_rows(self, plan: RowsPlan) -> None:
+        """Someone clicks *Show the rows* on one metric of the latest scorecard post; the CSV lands in its thread."""
+        post = next(
+            (
+                call
+                for key, call in reversed(self.recorder.posts.items())
+                if key.startswith("scorecard:") and key.endswith(f":{plan.where}")
+            ),
+            None,
+        )
+        if post is None:
+            return  # no scorecard this week (no data yet)
+        section = next(
+            (
+                block
+                for block in post.body.get("blocks") or []
+                if (block.get("accessory") or {}).get("action_id") == Action.SCORECARD_ROWS.value
+                and str(block["accessory"].get("value") or "").startswith(f"{plan.metric}|")
+            ),
+            None,
+        )
+        if section is None:
+            return
+        title = re.match(r"\*(.+?)\*", str((section.get("text") or {}).get("text") or ""))
+        ts = str(post.response.get("ts") or "")
+        self.transcript.add(
+            Entry(
+                self.clock.now(),
+                plan.where,
+                name_of(plan.person),
+                "action",
+                f"clicked [Show the rows] on “{title.group(1) if title else plan.metric}” in the scorecard",
+                from_bot=False,
+            )
+        )
+
+        def answers(calls: list[SlackCall]) -> int:  # the file, or an ephemeral saying why not
+            return sum(c.method in {"files.completeUploadExternal", "response_url"} for c in calls)
+
+        with self.recorder.acting(plan.person, plan.where):
+            seen = answers(self.fake.calls)
+            self.slack.click(
+                {"blocks": [section]},
+                Action.SCORECARD_ROWS.value,
+                user=str(plan.person.slack_id),
+                channel=plan.where,
+                ts=ts,
+            )
+            # Bolt uploads from a lazy listener, on its own thread: wait, so the file is recorded now.
+            try:
+                self.fake.wait_for(lambda calls: answers(calls) > seen, timeout=10)
+            except AssertionError:
+                logging.getLogger("alignbot.demo").warning("the CSV of %s did not reach Slack in 10 s", plan.metric)
 
     def _sla_move(self, move: SlaMove) -> None:
         """A rep types ``/sla``, or clicks a button of the latest nudge about one of their leads."""
@@ -1950,17 +2315,22 @@ class _Demo:
         entries = self.transcript.entries
         ephemeral = sum(1 for e in entries if e.kind == "ephemeral")
         modals = sum(1 for e in entries if e.kind == "modal" and not e.text)
+        uploads = len(self.recorder.uploads)
         width = max([len(k) for k in by_kind] + [len("ephemeral answers")])
         lines = ["━" * 80, f"Summary: {self._period()}", "", "Messages by kind"]
         lines += [f"  {kind.ljust(width)}  {count:>4}" for kind, count in by_kind.items()]
         lines.append(f"  {'ephemeral answers'.ljust(width)}  {ephemeral:>4}   (seen only by the person who asked)")
-        lines.append(f"  {'total'.ljust(width)}  {sum(by_kind.values()) + ephemeral:>4}   (and {modals} forms opened)")
+        if uploads:
+            # Not through the outbox: the answer to a click, like a modal.
+            lines.append(f"  {'file uploads'.ljust(width)}  {uploads:>4}   (CSVs asked for with “Show the rows”)")
+        total = sum(by_kind.values()) + ephemeral + uploads
+        lines.append(f"  {'total'.ljust(width)}  {total:>4}   (and {modals} forms opened)")
         if pending:
             lines.append(f"  {pending} message(s) still queued when the simulation ended (due after its end)")
         if failed:
             lines.append(f"  {failed} message(s) could NOT be delivered: see the warnings above")
         lines += ["", *self._crm_lines(), "", *self._deal_lines(database), "", *self._sla_lines(database)]
-        lines += ["", *self._dm_lines()]
+        lines += ["", *self._meeting_lines(database), "", *self._dm_lines()]
         return lines, failed + len(self.recorder.failed)
 
     def _crm_lines(self) -> list[str]:
@@ -2053,6 +2423,47 @@ class _Demo:
             told = [f"{by_dm} escalated to the manager by DM"] if by_dm else []
             told += [f"{summary} in the manager's daily summary"] if summary else []
             lines.append(f"  {len(breached)} breached (a red flag to the owner): " + ", ".join(told))
+        return lines
+
+    def _meeting_lines(self, database: Database) -> list[str]:
+        """The reminders each meeting sent in the run, and what became of the agenda items added."""
+        if not self.alignment.meetings:
+            return ["Joint meetings: none configured"]
+        with database.session() as session:
+            keys = set(
+                session.scalars(
+                    select(OutboxMessage.key).where(
+                        OutboxMessage.kind == "meeting.reminder", OutboxMessage.delivered_at.is_not(None)
+                    )
+                )
+            )
+            items = list(session.scalars(select(AgendaItem).where(AgendaItem.created_at >= self.start)))
+        lines: list[str] = []
+        for meeting in self.alignment.meetings:
+            horizon = max(meeting.remind_before, default=dt.timedelta(0))
+            sent = [
+                (occurrence.starts_at - offset, occurrence, offset)
+                for occurrence in meetings.occurrences(self.alignment, meeting, self.start, self.end + horizon)
+                for offset in meeting.remind_before
+                if meetings.reminder_key(occurrence, offset) in keys
+            ]
+            shown = [
+                f"{meetings.offset_label(offset)} before {o.local:%a %b} {o.local.day} {o.local:%H:%M}"
+                for _, o, offset in sorted(sent, key=lambda s: s[0])
+            ]
+            mine = [i for i in items if i.meeting == meetings.slug(meeting)]
+            covered = sum(1 for i in mine if i.covered_at is not None)
+            # Not ticked, and its meeting was held in the run: it is on the next agenda too.
+            carried = sum(1 for i in mine if i.covered_at is None and i.occurrence_at < self.end)
+            lines.append(
+                f"{meeting.name} ({self.directory.where(meeting.channel)}): "
+                f"{len(sent)} reminder{'s' if len(sent) != 1 else ''}" + (f" ({'; '.join(shown)})" if shown else "")
+            )
+            if mine:
+                lines.append(
+                    f"  {len(mine)} agenda item{'s' if len(mine) != 1 else ''} added with /agenda add, "
+                    f"{covered} ticked Covered, {carried} carried over to the next meeting"
+                )
         return lines
 
     def _note_held(self, database: Database) -> None:

@@ -28,7 +28,7 @@ from markupsafe import Markup
 
 import templates as _templates_package
 
-EntryKind = Literal["message", "edit", "ephemeral", "modal", "typed", "action", "request"]
+EntryKind = Literal["message", "edit", "delete", "ephemeral", "modal", "home", "typed", "action", "request"]
 
 #: Where the CRM's requests are shown: not a Slack conversation, the app's webhook.
 CRM_WEBHOOK = "POST /crm/events"
@@ -73,6 +73,8 @@ EMOJI = {
     "arrows_counterclockwise": "🔄",
     "white_circle": "⚪",
     "large_blue_circle": "🔵",
+    "stopwatch": "⏱️",
+    "paperclip": "📎",
 }
 
 _ENTITY = re.compile(r"<([^<>\n]*)>")
@@ -386,11 +388,60 @@ def _rich_text(block: Mapping[str, Any]) -> str:
 
 
 def message_to_text(message: Mapping[str, Any], directory: Directory) -> list[str]:
-    """A message (``text`` and optional ``blocks``) as readable lines; the blocks win when present."""
+    """A message (``text`` and optional ``blocks``) as readable lines; the blocks win when present.
+
+    A message with ``files`` (an upload, see :func:`file_card`) shows each file under its text:
+    its title and name, its size in rows, and the first lines of its content.
+    """
     blocks = message.get("blocks")
     if isinstance(blocks, list) and blocks:
-        return blocks_to_text(blocks, directory)
-    return mrkdwn_to_text(str(message.get("text") or ""), directory)
+        lines = blocks_to_text(blocks, directory)
+    else:
+        lines = mrkdwn_to_text(str(message.get("text") or ""), directory)
+    for shared in _files(message):
+        lines.append(f"📎 {shared['title']} ({_file_facts(shared)})")
+        # A CSV line has no spaces to wrap at: cut it, as Slack's preview does at its edge.
+        lines += [f"│ {_clip(str(line), FILE_PREVIEW_WIDTH)}" for line in shared["preview"]]
+        if shared["more"]:
+            lines.append(f"│ … {shared['more']} more line{'s' if shared['more'] != 1 else ''}")
+    return lines
+
+
+#: How many lines of an uploaded file the transcript shows, and how much of each, as Slack's preview does.
+FILE_PREVIEW_LINES = 4
+FILE_PREVIEW_WIDTH = 96
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def file_card(name: str, title: str, content: str | bytes) -> dict[str, Any]:
+    """An uploaded file as a message shows it: ``name``, ``title``, its first lines and how many more.
+
+    For a CSV the first line is the header, so ``rows`` counts the lines after it.
+    """
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    lines = text.splitlines()
+    return {
+        "name": name,
+        "title": title or name,
+        "rows": max(len(lines) - 1, 0) if name.lower().endswith(".csv") else None,
+        "preview": lines[:FILE_PREVIEW_LINES],
+        "more": max(len(lines) - FILE_PREVIEW_LINES, 0),
+    }
+
+
+def _files(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    files = message.get("files")
+    return [f for f in files if isinstance(f, Mapping)] if isinstance(files, list) else []
+
+
+def _file_facts(shared: Mapping[str, Any]) -> str:
+    kind = str(shared["name"]).rsplit(".", 1)[-1].upper() if "." in str(shared["name"]) else "file"
+    rows = shared.get("rows")
+    size = f", {rows} row{'s' if rows != 1 else ''}" if rows is not None else ""
+    return f"{shared['name']} · {kind}{size}"
 
 
 def view_to_text(view: Mapping[str, Any], directory: Directory) -> list[str]:
@@ -414,15 +465,26 @@ def view_to_text(view: Mapping[str, Any], directory: Directory) -> list[str]:
 
 
 def _plain_html(obj: object) -> Markup:
+    """A ``plain_text`` object: Slack shows ``&lt;`` in it as ``<`` too, so unescape once, then escape for HTML."""
     if not isinstance(obj, Mapping):
         return Markup("")
-    return Markup(emojize(html.escape(str(obj.get("text") or ""))))  # noqa: S704 - escaped above
+    return Markup(emojize(html.escape(slack_unescape(str(obj.get("text") or "")))))  # noqa: S704 - escaped
 
 
 def _text_html(obj: object, directory: Directory) -> Markup:
     if isinstance(obj, Mapping) and obj.get("type") == "mrkdwn":
         return mrkdwn_to_html(str(obj.get("text") or ""), directory)
     return _plain_html(obj)
+
+
+def _attr(value: object) -> str:
+    """A value for an HTML attribute (quoted by the caller with ``"``)."""
+    return html.escape(slack_unescape(str(value)), quote=True)
+
+
+def _thumb(alt: object) -> str:
+    """An image as a grey placeholder: the page loads nothing from the network, so the alt text stands in."""
+    return f'<span class="bk-thumb" role="img" aria-label="{_attr(alt)}" title="{_attr(alt)}"></span>'
 
 
 def _element_html(element: Mapping[str, Any], directory: Directory) -> str:
@@ -434,10 +496,11 @@ def _element_html(element: Mapping[str, Any], directory: Directory) -> str:
     if kind in {"mrkdwn", "plain_text"}:
         return f"<span>{_text_html(element, directory)}</span>"
     if kind == "image":
-        return f'<span class="bk-image">[{html.escape(str(element.get("alt_text", "image")))}]</span>'
+        return _thumb(element.get("alt_text", "image"))
     if kind in {"radio_buttons", "checkboxes"}:
+        mark = "bk-radio" if kind == "radio_buttons" else "bk-radio bk-check"
         options = "".join(
-            f'<label class="bk-option"><span class="bk-radio"></span>{_plain_html(o.get("text"))}</label>'
+            f'<label class="bk-option"><span class="{mark}"></span>{_plain_html(o.get("text"))}</label>'
             for o in element.get("options") or []
             if isinstance(o, Mapping)
         )
@@ -446,30 +509,121 @@ def _element_html(element: Mapping[str, Any], directory: Directory) -> str:
         css = "bk-textbox bk-multiline" if element.get("multiline") else "bk-textbox"
         return f'<div class="{css}">{_plain_html(element.get("placeholder"))}</div>'
     if kind == "overflow":
-        return '<button type="button" class="bk-button">⋯</button>'
+        # Slack shows the options only on click; the tooltip lists them so the page can tell.
+        labels = [str(_plain_html(o.get("text"))) for o in element.get("options") or [] if isinstance(o, Mapping)]
+        title = f' title="{" · ".join(labels)}"' if labels else ""
+        return f'<button type="button" class="bk-button bk-overflow"{title}>⋯</button>'
     placeholder = _plain_html(element.get("placeholder")) or Markup("Choose")
     return f'<div class="bk-select">{placeholder} ▾</div>'
 
 
+def _section_html(block: Mapping[str, Any], directory: Directory) -> str:
+    """A section: its text, its fields two columns wide, and its accessory on the right, as Slack lays it out."""
+    inner = ""
+    if block.get("text"):
+        inner += f'<div class="bk-text">{_text_html(block.get("text"), directory)}</div>'
+    fields = [f for f in block.get("fields") or [] if isinstance(f, Mapping)]
+    if fields:
+        cells = "".join(f'<div class="bk-field">{_text_html(f, directory)}</div>' for f in fields)
+        inner += f'<div class="bk-fields">{cells}</div>'
+    accessory = block.get("accessory")
+    if not isinstance(accessory, Mapping):
+        return f'<div class="bk-section">{inner}</div>'
+    return (
+        f'<div class="bk-section bk-with-accessory"><div class="bk-main">{inner}</div>'
+        f'<div class="bk-accessory">{_element_html(accessory, directory)}</div></div>'
+    )
+
+
+def _image_html(block: Mapping[str, Any]) -> str:
+    alt = block.get("alt_text", "image")
+    title = block.get("title")
+    caption = f'<figcaption class="bk-image-title">{_plain_html(title)}</figcaption>' if title else ""
+    return (
+        f'<figure class="bk-image">{caption}<div class="bk-image-box" role="img" aria-label="{_attr(alt)}">'
+        f"🖼 {html.escape(slack_unescape(str(alt)))}</div></figure>"
+    )
+
+
+_RICH_STYLES = (("code", "code"), ("bold", "b"), ("italic", "i"), ("strike", "s"))
+
+
+def _rich_inline(node: Mapping[str, Any], directory: Directory) -> str:
+    """One element of a rich text section. Its text is literal (never Slack-escaped), so it is only HTML-escaped."""
+    kind = node.get("type")
+    style = _mapping(node.get("style"))
+    if kind == "text":
+        out = html.escape(str(node.get("text", ""))).replace("\n", "<br>")
+    elif kind == "link":
+        url = str(node.get("url", ""))
+        label = html.escape(str(node.get("text") or url))
+        safe = url.lower().startswith(_SAFE_SCHEMES)
+        out = f'<a href="{html.escape(url, quote=True)}" rel="noopener noreferrer">{label}</a>' if safe else label
+    elif kind == "user":
+        out = _entity_html(_Entity("user", "@" + directory.user(str(node.get("user_id", "")))))
+    elif kind == "usergroup":
+        out = _entity_html(_Entity("user", "@group"))
+    elif kind == "channel":
+        out = _entity_html(_Entity("channel", "#" + directory.channel(str(node.get("channel_id", "")))))
+    elif kind == "broadcast":
+        out = _entity_html(_Entity("broadcast", "@" + str(node.get("range", "here"))))
+    elif kind == "emoji":
+        name = str(node.get("name", ""))
+        out = html.escape(EMOJI.get(name) or _codepoints(node.get("unicode")) or f":{name}:")
+    elif kind == "date":
+        moment = _date_for(f"date^{node.get('timestamp', '')}", directory.reader)
+        out = _entity_html(
+            _Entity("date", moment or str(node.get("fallback") or _date_fallback(f"date^{node.get('timestamp')}")))
+        )
+    else:
+        return ""
+    for key, tag in _RICH_STYLES:
+        if style.get(key):
+            out = f"<{tag}>{out}</{tag}>"
+    return out
+
+
+def _codepoints(value: object) -> str:
+    """``1f44d-1f3fb`` -> 👍🏻: the ``unicode`` of a rich text emoji."""
+    try:
+        return "".join(chr(int(part, 16)) for part in str(value).split("-")) if value else ""
+    except ValueError:
+        return ""
+
+
+def _rich_html(node: Mapping[str, Any], directory: Directory) -> str:
+    """A rich text block's sections, lists, quotes and preformatted text, as Slack draws them."""
+    kind = node.get("type")
+    children = [c for c in node.get("elements") or [] if isinstance(c, Mapping)]
+    if kind == "rich_text":
+        return "".join(_rich_html(c, directory) for c in children)
+    inline = "".join(_rich_inline(c, directory) for c in children)
+    if kind == "rich_text_section":
+        return f'<div class="rt-section">{inline}</div>'
+    if kind == "rich_text_quote":
+        return f"<blockquote>{inline}</blockquote>"
+    if kind == "rich_text_preformatted":
+        return f"<pre>{inline}</pre>"
+    if kind == "rich_text_list":
+        tag = "ol" if node.get("style") == "ordered" else "ul"
+        indent = int(node.get("indent") or 0) if str(node.get("indent") or 0).isdigit() else 0
+        items = "".join(f"<li>{_rich_html(c, directory)}</li>" for c in children)
+        return f'<{tag} class="rt-list" style="margin-left: {indent * 24}px">{items}</{tag}>'
+    return ""
+
+
 def blocks_to_html(blocks: Iterable[Mapping[str, Any]], directory: Directory) -> Markup:
-    """Block Kit as HTML, styled by the page's ``bk-*`` classes; all text from the data is escaped."""
+    """Block Kit as HTML, styled by the page's ``bk-*`` classes; all text from the data is escaped.
+
+    Images are grey placeholders with their alt text: the page loads nothing from the network.
+    """
     out: list[str] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "header":
             out.append(f'<div class="bk-header">{_plain_html(block.get("text"))}</div>')
         elif kind == "section":
-            inner = ""
-            if block.get("text"):
-                inner += f'<div class="bk-text">{_text_html(block.get("text"), directory)}</div>'
-            fields = [f for f in block.get("fields") or [] if isinstance(f, Mapping)]
-            if fields:
-                cells = "".join(f'<div class="bk-field">{_text_html(f, directory)}</div>' for f in fields)
-                inner += f'<div class="bk-fields">{cells}</div>'
-            accessory = block.get("accessory")
-            if isinstance(accessory, Mapping):
-                inner += f'<div class="bk-accessory">{_element_html(accessory, directory)}</div>'
-            out.append(f'<div class="bk-section">{inner}</div>')
+            out.append(_section_html(block, directory))
         elif kind == "context":
             parts = "".join(_element_html(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping))
             out.append(f'<div class="bk-context">{parts}</div>')
@@ -479,7 +633,7 @@ def blocks_to_html(blocks: Iterable[Mapping[str, Any]], directory: Directory) ->
             parts = "".join(_element_html(e, directory) for e in block.get("elements") or [] if isinstance(e, Mapping))
             out.append(f'<div class="bk-actions">{parts}</div>')
         elif kind == "image":
-            out.append(f'<div class="bk-image">[{html.escape(str(block.get("alt_text", "image")))}]</div>')
+            out.append(_image_html(block))
         elif kind == "input":
             optional = ' <span class="bk-optional">(optional)</span>' if block.get("optional") else ""
             element = _mapping(block.get("element"))
@@ -488,16 +642,25 @@ def blocks_to_html(blocks: Iterable[Mapping[str, Any]], directory: Directory) ->
                 f"{_element_html(element, directory)}</div>"
             )
         elif kind == "rich_text":
-            out.append(f'<div class="bk-text">{html.escape(_rich_text(block))}</div>')
+            out.append(f'<div class="bk-rich">{_rich_html(block, directory)}</div>')
     return Markup("".join(out))  # noqa: S704 - every piece above is escaped or our own markup
 
 
 def message_to_html(message: Mapping[str, Any], directory: Directory) -> Markup:
-    """A message as HTML; the blocks win over the fallback ``text`` when present."""
+    """A message as HTML; the blocks win over the fallback ``text`` when present. Its files (an
+    upload) follow as cards: title, name and size, and the first lines of the content."""
     blocks = message.get("blocks")
     if isinstance(blocks, list) and blocks:
-        return blocks_to_html(blocks, directory)
-    return Markup('<div class="bk-text">{}</div>').format(mrkdwn_to_html(str(message.get("text") or ""), directory))
+        body = blocks_to_html(blocks, directory)
+    else:
+        body = Markup('<div class="bk-text">{}</div>').format(mrkdwn_to_html(str(message.get("text") or ""), directory))
+    for shared in _files(message):
+        preview = "\n".join(str(line) for line in shared["preview"])
+        more = f"\n… {shared['more']} more" if shared["more"] else ""
+        body += Markup(
+            '<div class="file"><div class="file-title">📎 {}</div><div class="file-facts">{}</div><pre>{}{}</pre></div>'
+        ).format(shared["title"], _file_facts(shared), preview, more)
+    return body
 
 
 # --- the transcript ---------------------------------------------------------------------------
@@ -508,8 +671,10 @@ class Entry:
     """One thing that happened in Slack (or at the app's door), as the people involved saw it.
 
     ``kind``: ``message`` (the bot posted), ``edit`` (the bot updated its message ``edits``),
-    ``ephemeral`` (an answer only ``visible_to`` saw), ``modal`` (a form opened for
-    ``visible_to``; ``payload`` is the view), ``typed`` (a person typed ``text``), ``action``
+    ``delete`` (the bot deleted its message ``edits``), ``ephemeral`` (an answer only
+    ``visible_to`` saw), ``modal`` (a form opened for ``visible_to``; ``payload`` is the view),
+    ``home`` (the bot published the App Home of the person ``conversation``; ``payload`` is the
+    view; the page shows it, the text transcript leaves it out), ``typed`` (a person typed ``text``), ``action``
     (a person clicked or submitted: ``text`` says what, ``details`` the values), ``request``
     (the CRM called :data:`CRM_WEBHOOK`: ``text`` says what it sent and the answer, ``details``
     the events).
@@ -571,6 +736,7 @@ class Transcript:
         return sorted(self.entries, key=lambda e: e.at)
 
     def _original(self, edit: Entry) -> Entry | None:
+        """The message an edit or a deletion is about, if it was recorded."""
         return next(
             (
                 e
@@ -618,7 +784,7 @@ class Transcript:
         when = clock_text(entry.at, self.tz)
         where = self.directory.where(entry.conversation)
         # An edit of a reply is in the thread of the reply it edits.
-        subject = self._original(entry) if entry.kind == "edit" else entry
+        subject = self._original(entry) if entry.kind in {"edit", "delete"} else entry
         parent = self._parent(subject) if subject is not None else None
         if parent is not None:
             where += f", in the thread of “{self._thread_title(parent)}”"
@@ -640,6 +806,10 @@ class Transcript:
             of = f" of {clock_text(original.at, self.tz)}" if original else ""
             heading = f"{when} · {where} · {entry.author} edited its message{of}; it now reads:"
             body = message_to_text(entry.payload, directory)
+        elif entry.kind == "delete":
+            original = self._original(entry)
+            of = f" of {clock_text(original.at, self.tz)}" if original else ""
+            heading = f"{when} · {where} · {entry.author} deleted its message{of}"
         else:
             title = " ".join(_text_of(entry.payload.get("title"), self.directory))
             heading = f"{when} · {where} · {entry.author} {entry.text or 'opened'} “{title}” for {entry.visible_to}"
@@ -652,6 +822,8 @@ class Transcript:
         lines: list[str] = []
         day: dt.date | None = None
         for entry in self.ordered():
+            if entry.kind == "home":
+                continue  # a view, not a message: the page shows it in the App Home panel
             local = entry.at.astimezone(self.tz)
             if local.date() != day:
                 day = local.date()
@@ -666,7 +838,7 @@ class Transcript:
     def conversations(self) -> list[str]:
         """Every channel of the directory (in its order) and any other with entries, then the DMs
         with entries, by name, then :data:`CRM_WEBHOOK` if the CRM sent anything."""
-        places = {self._place(e.conversation) for e in self.entries}
+        places = {self._place(e.conversation) for e in self.entries if e.kind != "home"}
         channels = list(self.directory.channels)  # every known channel, even a quiet one
         channels += sorted(
             p for p in places if p not in channels and p != CRM_WEBHOOK and self.directory.dm_user(p) is None
@@ -683,18 +855,23 @@ class Transcript:
         bodies come from :func:`blocks_to_html`, which escapes every value from the data.
         """
         edited: dict[int, Entry] = {}
-        for entry in self.entries:
-            if entry.kind == "edit":
+        deleted: dict[int, Entry] = {}
+        for entry in self.ordered():
+            if entry.kind in {"edit", "delete"}:
                 original = self._original(entry)
                 if original is not None:
-                    edited[id(original)] = entry
+                    (edited if entry.kind == "edit" else deleted)[id(original)] = entry
         by_place: dict[str, list[dict[str, Any]]] = {}
         threads: dict[tuple[str, str], dict[str, Any]] = {}  # (place, ts) -> the item of a thread's parent
+        homes: dict[str, list[Entry]] = {}  # user -> the App Home views published for them
         for entry in self.ordered():
-            if entry.kind == "edit" and self._original(entry) is not None:
-                continue  # shown in place of the message it edits, as Slack does
+            if entry.kind == "home":
+                homes.setdefault(self._place(entry.conversation), []).append(entry)
+                continue
+            if entry.kind in {"edit", "delete"} and self._original(entry) is not None:
+                continue  # shown in place of the message it edits (or deletes), as Slack does
             place = self._place(entry.conversation)
-            item = self._html_item(entry, edited.get(id(entry)))
+            item = self._html_item(entry, edited.get(id(entry)), deleted.get(id(entry)))
             parent = threads.get((place, entry.thread)) if entry.thread else None
             if parent is not None:
                 parent["replies"].append(item)
@@ -716,8 +893,24 @@ class Transcript:
                     "name": self.directory.user(dm) if dm else self.directory.channel(place),
                     "is_dm": dm is not None,
                     "is_webhook": place == CRM_WEBHOOK,
+                    "is_home": False,
                     "count": sum(len(d["messages"]) for d in days),
                     "days": days,
+                }
+            )
+        for index, (user, published) in enumerate(sorted(homes.items(), key=lambda h: self.directory.user(h[0]))):
+            latest = published[-1]  # views.publish replaces the whole tab: the last one is what they see
+            conversations.append(
+                {
+                    "anchor": f"h{index}",
+                    "name": self.directory.user(user),
+                    "is_dm": False,
+                    "is_webhook": False,
+                    "is_home": True,
+                    "count": len(published),
+                    "when": clock_text(latest.at, self.tz),
+                    "body": blocks_to_html(latest.payload.get("blocks") or [], self.directory.for_reader(user)),
+                    "days": [],
                 }
             )
         return (
@@ -733,7 +926,7 @@ class Transcript:
             )
         )
 
-    def _html_item(self, entry: Entry, edit: Entry | None) -> dict[str, Any]:
+    def _html_item(self, entry: Entry, edit: Entry | None, deletion: Entry | None = None) -> dict[str, Any]:
         shown = edit if edit is not None else entry
         item: dict[str, Any] = {
             "kind": entry.kind,
@@ -748,6 +941,7 @@ class Transcript:
             "details": list(entry.details),
             "note": entry.note,
             "edited": clock_text(edit.at, self.tz) if edit is not None else None,
+            "deleted": clock_text(deletion.at, self.tz) if deletion is not None else None,
             "body": Markup(""),
             "title": "",
             "day": _day_title(entry.at.astimezone(self.tz)),
@@ -756,10 +950,10 @@ class Transcript:
         if entry.kind in {"message", "ephemeral", "edit"}:
             item["body"] = message_to_html(shown.payload, self.directory.for_reader(entry.conversation))
         elif entry.kind == "modal":
-            item["title"] = str((entry.payload.get("title") or {}).get("text") or "")
+            item["title"] = _plain_html(entry.payload.get("title"))
             item["body"] = blocks_to_html(entry.payload.get("blocks") or [], self.directory)
-            item["submit"] = str((entry.payload.get("submit") or {}).get("text") or "")
-            item["close"] = str((entry.payload.get("close") or {}).get("text") or "")
+            item["submit"] = _plain_html(entry.payload.get("submit"))
+            item["close"] = _plain_html(entry.payload.get("close"))
         return item
 
 

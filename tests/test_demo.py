@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import html
 import io
@@ -213,7 +214,8 @@ def test_a_second_click_on_a_closed_item_is_told_it_was_already_acted_on(week: D
 
 
 def test_the_monday_digest_reaches_marketing_with_counts(week: DemoRun) -> None:
-    digests = [p for p in week.fake.posts("C0MKTG") if p.body["blocks"][0]["type"] == "header"]
+    # The scorecard posts to #marketing on Monday too: the digest is the post its outbox key names.
+    digests = [p for p in week.fake.posts("C0MKTG") if _key(p).startswith("feedback-digest:")]
     assert len(digests) == 1
     entry = next(
         e for e in _entries(week.transcript) if " · #marketing · alignbot" in e[0] and e[1].startswith("Customer")
@@ -255,7 +257,7 @@ def test_the_page_looks_like_slack_and_escapes_the_data(week: DemoRun) -> None:
         assert _flat(_quoted_feedback(post)) in visible
     assert '<span class="mention">@' in page
     assert '<button type="button" class="bk-button bk-primary">Acted on</button>' in page
-    assert "<script" not in page.lower()
+    assert page.lower().count("<script") == 1  # the page's own channel switcher, and nothing from the data
     assert "&lt;!channel&gt; heads up" in page  # the attempt, escaped, not a broadcast
 
 
@@ -444,7 +446,9 @@ def test_the_page_shows_wins_with_its_posts_and_threads(week: DemoRun) -> None:
         assert names, post.body
         assert all(_flat(html.unescape(name)) in visible for name in names)
     assert '<div class="bk-header">🏆 Big win: ' in page
-    assert page.count('<div class="thread-count">') == 4
+    wins = page[page.index('data-name="wins"') :]
+    wins = wins[: wins.index("</section>")]
+    assert wins.count('<div class="thread-count">') == 4  # each announced win's journey
     assert '<button type="button" class="bk-button">Share how we won</button>' in page
     assert "CRM → POST /crm/events</span>" in page
 
@@ -514,7 +518,11 @@ def test_a_yellow_flag_reaches_the_owner_with_its_buttons_and_due_time_in_their_
 def test_after_a_yellow_flag_the_rep_calls_logged_in_the_crm_or_with_the_button(week: DemoRun) -> None:
     yellow = {_lead_of(p): p for p in _sla_posts(week.fake, r"sla:\d+:yellow")}
     red = {_lead_of(p) for p in _sla_posts(week.fake, r"sla:\d+:red")}
-    clicked = [c for c in week.fake.calls_to("response_url") if c.body.get("replace_original")]
+    clicked = [
+        c
+        for c in week.fake.calls_to("response_url")
+        if c.body.get("replace_original") and "agenda item" not in str(c.body.get("text"))  # not /agenda's Covered
+    ]
     assert len(clicked) == 2
     for answer in clicked:
         assert "marked contacted: the SLA was met" in _text(answer.body["blocks"])
@@ -689,6 +697,179 @@ def test_the_page_shows_the_nudges_in_the_reps_dms(week: DemoRun) -> None:
     assert '<div class="note">queued Tue Oct 13 20:00 in Mia Chen&#39;s quiet hours' in page
 
 
+# --- the joint meeting, the scorecard and the shared vocabulary ------------------------------------
+
+
+def _reminders(fake: FakeSlack) -> list[SlackCall]:
+    return [p for p in fake.posts("C0SALES") if _key(p).startswith("meeting:weekly-pipeline-review:")]
+
+
+def _agenda_added(entries: list[list[str]]) -> list[tuple[str, str, str]]:
+    """(when, who, item) of each ``/agenda add`` typed in #sales, the item as typed."""
+    added = []
+    for entry in entries:
+        typed = re.match(r"^(\w{3} \w{3} \d+ \d\d:\d\d) EDT · #sales · ([\w ]+) typed: /agenda add (.+)", entry[0])
+        if typed:
+            added.append((typed.group(1), typed.group(2), " ".join([typed.group(3), *entry[1:]])))
+    return added
+
+
+def test_the_meeting_reminders_reach_its_channel_once_per_offset(week: DemoRun) -> None:
+    # The week runs Tue Oct 13 to Mon Oct 19: the 10:00 meeting on the first day gets its 15-minute
+    # reminder (its 24-hour one was due before the week), the next Tuesday's its 24-hour one on Monday.
+    reminders = _reminders(week.fake)
+    assert sorted(_key(p) for p in reminders) == [
+        "meeting:weekly-pipeline-review:2026-10-13T14:00Z:15m",
+        "meeting:weekly-pipeline-review:2026-10-20T14:00Z:24h",
+    ]
+    headings = [e[0] for e in _entries(week.transcript) if e[1:2] == ["📆 Weekly pipeline review"]]
+    assert headings == ["Tue Oct 13 09:45 EDT · #sales · alignbot", "Mon Oct 19 10:00 EDT · #sales · alignbot"]
+    assert "(in 15 minutes)" in reminders[0].body["text"] and "(in 24 hours)" in reminders[1].body["text"]
+
+
+def test_the_reminder_before_the_meeting_brings_the_weeks_numbers_and_items(week: DemoRun) -> None:
+    entries = _entries(week.transcript)
+    monday = next(e for e in entries if e[0] == "Mon Oct 19 10:00 EDT · #sales · alignbot")
+    body = "\n".join(monday)
+    assert "*Weekly pipeline review* is *tomorrow at 10:00 EDT* (in 24 hours) in #sales." in body
+    assert "The numbers cover Tue Oct 13, 10:00 until Mon Oct 19, 10:00 EDT." in body
+    # Every win of the week so far (the reopened one is reopened on Monday after 10:00), with its credit.
+    flat = _flat(body)  # long lines are wrapped in the transcript
+    wins = re.search(r"\*🏆 Joint wins\*: (\d+) won, \$[\d,]+ \(credit by the W-shaped model\)", flat)
+    assert wins and int(wins.group(1)) == 5
+    assert re.search(r"closed by [\w ]+ with [\w ]+ · marketing: [\w ]+ \d+%", flat)
+    sla = re.search(r"\*⏱️ Lead hand-off SLA\*: \*(\d+)%\* met on time \((\d+) of (\d+) due\)", flat)
+    assert sla and int(sla.group(1)) == round(100 * int(sla.group(2)) / int(sla.group(3)))
+    assert int(sla.group(2)) < int(sla.group(3)) and "*Breaches*" in flat  # the week's breaches, listed
+    feedback = re.search(r"\*💬 Customer feedback\*: (\d+) new, \d+ not yet acted on (.+?) Competitors named:", flat)
+    assert feedback and 0 < int(feedback.group(1)) <= len(week.fake.posts("C0VOC"))
+    themes = dict(re.findall(r"([\w ]+) — (\d+)", feedback.group(2)))
+    assert sum(map(int, themes.values())) == int(feedback.group(1)) and "Pricing" in {t.strip() for t in themes}
+    assert re.search(r"Competitors named: (Globex|Initech|Hooli) — \d+", flat)
+    assert re.search(r"\*♻️ Recycled leads\*: [1-9]\d* sent back to marketing", flat)
+
+    # The items people added with /agenda add, each credited; the one not covered last week carried over.
+    added = _agenda_added(entries)
+    items = _flat(body[body.index("*📝 Items*") :])
+    later = [(who, text) for when, who, text in added if not when.startswith("Tue Oct 13 09")]
+    assert later and all(_flat(text) in items and f"@{who}" in items for who, text in later)
+    assert items.count("(carried over from Oct 13)") == 1
+
+
+def test_agenda_items_are_added_by_both_teams_and_one_is_ticked_covered_after_the_meeting(week: DemoRun) -> None:
+    entries = _entries(week.transcript)
+    added = _agenda_added(entries)
+    marketers, reps = (
+        {"Omar Haddad", "Priya Nair", "Sam Weber", "Lena Fischer"},
+        {"Ava Ross", "Ben Okafor", "Chloe Park", "Diego Alvarez"},
+    )
+    assert len(added) == 4 and {who for _, who, _ in added} & marketers and {who for _, who, _ in added} & reps
+    for index, entry in enumerate(entries):  # each gets its answer, only they see it
+        if " typed: /agenda add " in entry[0]:
+            who = re.search(r"· ([\w ]+) typed:", entry[0]).group(1)  # type: ignore[union-attr]
+            assert entries[index + 1][0].endswith(f"· #sales · alignbot (only visible to {who})")
+            assert entries[index + 1][1] == "✅ Added to the agenda:"
+    # Both items of Tuesday's meeting were added before its 09:45 reminder, and it lists them.
+    tuesday = [(who, text) for when, who, text in added if when.startswith("Tue Oct 13 09")]
+    assert len(tuesday) == 2
+    reminder = _flat("\n".join(next(e for e in entries if e[0] == "Tue Oct 13 09:45 EDT · #sales · alignbot")))
+    assert all(_flat(text) in reminder for _, text in tuesday)
+    # After the meeting its chair ticks one Covered: it is on no later agenda; the other carries over.
+    click = next(i for i, e in enumerate(entries) if " clicked [Covered] on “" in e[0])
+    assert re.match(r"Tue Oct 13 1[0-6]:\d\d EDT · #sales · Mia Chen clicked \[Covered\]", entries[click][0])
+    assert entries[click - 2][0].endswith("Mia Chen typed: /agenda")
+    covered = next(text for _, text in tuesday if _flat(text).startswith(entries[click][0].split("“")[1][:30]))
+    kept = next(text for _, text in tuesday if text != covered)
+    monday = _flat("\n".join(next(e for e in entries if e[0] == "Mon Oct 19 10:00 EDT · #sales · alignbot")))
+    assert _flat(covered) not in monday and f"{_flat(kept)} — @" in monday
+    after = _flat("\n".join(entries[click + 1]))
+    assert (
+        "(only visible to Mia Chen)" in entries[click + 1][0] and _flat(covered) not in after and _flat(kept) in after
+    )
+
+
+def test_the_scorecard_reaches_both_channels_with_the_same_numbers(week: DemoRun) -> None:
+    cards = {p.body["channel"]: p for p in week.fake.posts() if _key(p).startswith("scorecard:")}
+    assert set(cards) == {"C0SALES", "C0MKTG"}
+    assert cards["C0SALES"].body["blocks"] == cards["C0MKTG"].body["blocks"]
+    assert cards["C0SALES"].body["text"] == cards["C0MKTG"].body["text"]
+    headings = [e[0] for e in _entries(week.transcript) if e[1:2] == ["Scorecard · week of Oct 12–18"]]
+    assert headings == ["Mon Oct 19 08:00 EDT · #sales · alignbot", "Mon Oct 19 08:00 EDT · #marketing · alignbot"]
+
+
+def test_show_the_rows_uploads_the_csv_into_the_scorecard_thread_after_the_click(week: DemoRun) -> None:
+    card = next(p for p in week.fake.posts("C0MKTG") if _key(p).startswith("scorecard:"))
+    [upload] = week.fake.calls_to("files.completeUploadExternal")
+    assert upload.body["channel_id"] == "C0MKTG" and upload.body["thread_ts"] == card.response["ts"]
+    assert upload.at > card.at
+    figure = re.search(r"\*SLA attainment\*: \*(\d+)%\* · (\d+) of (\d+) clocks met", _text(card.body["blocks"]))
+    assert figure
+    rows = list(csv.DictReader(io.StringIO(upload.body["content"])))
+    assert len(rows) == int(figure.group(3))  # the rows behind the figure, one per clock due that week
+    assert sum(r["outcome"] == "met" for r in rows) == int(figure.group(2))
+    assert "asked for the rows behind *SLA attainment*" in upload.body["initial_comment"]
+
+    entries = _entries(week.transcript)
+    click = next(i for i, e in enumerate(entries) if "clicked [Show the rows]" in e[0])
+    assert re.match(
+        r"Mon Oct 19 \d\d:\d\d EDT · #marketing · Omar Haddad clicked \[Show the rows\] on “SLA", entries[click][0]
+    )
+    shared = entries[click + 1]
+    assert shared[0].endswith("· #marketing, in the thread of “Scorecard · week of Oct 12–18” · alignbot")
+    assert shared[0][:20] == entries[click][0][:20]  # at the moment of the click
+    assert any(line.startswith("📎 SLA attainment, week of Oct 12–18 (scorecard-sla_attainment-") for line in shared)
+    assert f"CSV, {len(rows)} rows" in "\n".join(shared)
+
+
+def test_define_answers_only_the_person_who_asked(week: DemoRun) -> None:
+    entries = _entries(week.transcript)
+    asked = {}
+    for index, entry in enumerate(entries):
+        typed = re.search(r"· #(sales|marketing) · ([\w ]+) typed: /define ?(\w*)$", entry[0])
+        if typed:
+            answer = entries[index + 1]
+            assert answer[0].endswith(f"· #{typed.group(1)} · alignbot (only visible to {typed.group(2)})")
+            asked[typed.group(3)] = "\n".join(answer[1:])
+    assert set(asked) == {"MQL", "", "SQLL", "SQL"}
+    assert asked["MQL"].startswith("*MQL* · owned by marketing · version 2026-09\n│ Scored 60+")
+    assert "SLA on it: mql-first-touch" in asked["MQL"]
+    assert "*The shared vocabulary*, in funnel order:" in asked[""] and "4. *Opportunity*" in asked[""]
+    assert asked["SQLL"].startswith("“SQLL” is not in the shared vocabulary. Did you mean SQL")
+    assert asked["SQL"].startswith("*SQL* · owned by sales")
+    # An answer to a command is not a message in the channel.
+    assert not [p for p in week.fake.posts() if "shared vocabulary" in json.dumps(p.body)]
+
+
+def test_the_summary_counts_reminders_scorecards_and_the_upload(week: DemoRun) -> None:
+    summary = week.transcript[week.transcript.index("Summary: ") :]
+    assert re.search(r"^  meeting\.reminder\s+2$", summary, re.MULTILINE)
+    assert re.search(r"^  scorecard\s+2$", summary, re.MULTILINE)
+    assert re.search(r"^  file uploads\s+1 ", summary, re.MULTILINE)
+    assert (
+        "Weekly pipeline review (#sales): 2 reminders (15m before Tue Oct 13 10:00; 24h before Tue Oct 20 10:00)"
+        in summary
+    )
+    assert "4 agenda items added with /agenda add, 1 ticked Covered, 1 carried over to the next meeting" in summary
+
+
+def test_the_page_shows_the_reminder_and_the_csv_in_the_scorecard_thread(week: DemoRun) -> None:
+    page = week.page
+    assert '<div class="bk-header">📆 Weekly pipeline review</div>' in page
+    marketing = page[page.index('data-name="marketing"') :]
+    marketing = marketing[: marketing.index("</section>")]
+    assert '<div class="thread-count">1 reply</div>' in marketing
+    assert '<div class="file-title">📎 SLA attainment, week of Oct 12–18</div>' in marketing
+    assert "<pre>clock_id,lead_id,sla," in marketing
+
+
+def test_a_one_day_run_still_holds_the_meeting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    run = _run(monkeypatch, tmp_path, days=1, seed=3)
+    assert run.status == 0 and not run.warnings
+    assert [_key(p) for p in _reminders(run.fake)] == ["meeting:weekly-pipeline-review:2026-10-13T14:00Z:15m"]
+    assert re.search(r"Tue Oct 13 1\d:\d\d EDT · #sales · Mia Chen clicked \[Covered\]", run.transcript)
+    assert "Weekly pipeline review (#sales): 1 reminder (15m before Tue Oct 13 10:00)" in run.transcript
+
+
 # --- same seed, same week; the CLI ----------------------------------------------------------------
 
 
@@ -717,7 +898,7 @@ def test_names_from_the_config_are_escaped_in_the_page(monkeypatch: pytest.Monke
     config.write_text(hostile, encoding="utf-8")
     run = _run(monkeypatch, tmp_path, days=2, seed=7, config=str(config))
     assert run.status == 0
-    assert "<script" not in run.page.lower()
+    assert run.page.lower().count("<script") == 1  # the page's own channel switcher only
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run.page
 
 
