@@ -15,8 +15,8 @@ from bot.config import Alignment, Environment
 from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.models import AgendaItem, Deal, FeedbackItem, Lead, SlaClock, Touch
-from bot.render import render
-from bot.services import home
+from bot.render import render, slack_escape
+from bot.services import home, scorecard
 from bot.slack_signing import SlackDriver
 from bot.transcript import Directory, blocks_to_text
 from tests.conftest import SIGNING_SECRET
@@ -261,7 +261,8 @@ def home_context(hostile: str | None = None) -> dict[str, Any]:
         "scorecard": {
             "week": {"label": "2026-W46", "shown": "Nov 9–15"},
             "has_data": True,
-            "metrics": [{"title": hostile or "Win rate", "shown": "40%", "change": "▲ 5 pts", "sparkline": "▁▃▅"}],
+            # As posted (templates/scorecard.json.j2 escaped it then): reused, never escaped twice.
+            "lines": [f"*{slack_escape(hostile or 'Win rate')}*: *40%* (▲ 5 pts from 35%) `▁▃▅`"],
         },
     }
 
@@ -273,3 +274,55 @@ def test_the_home_template_never_lets_user_or_crm_text_become_markup() -> None:
     assert "<!channel>" not in flat and "<@U0MIA>" not in flat and "<https://evil" not in flat
     assert "&lt;!channel&gt;" in flat
     assert "<@U0PRIYA>" in flat  # people are still addressed by mention
+
+
+def test_home_shows_the_scorecard_as_posted_without_recomputing_it(
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+    database: Database,
+    alignment: Alignment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight weeks of six metrics take seconds on a real database: Slack gives the event 3 s. Home reads
+    the week's post back instead, so it shows the very numbers both channels got."""
+    _seed(database)
+    posted_at = dt.datetime(2026, 11, 16, 13, 0, tzinfo=dt.UTC)  # Monday 08:00 in New York
+    with database.session() as session:
+        session.add(
+            Deal(
+                deal_id="006SC",
+                name="Scorecard & Co",
+                account_id="001SC",
+                status="won",
+                amount=Decimal("1000"),
+                currency="USD",
+                owner_email=AVA,
+                sdr_email=None,
+                contacts=[],
+                lead_ids=[],
+                closed_at=posted_at - dt.timedelta(days=3),
+                updated_at=posted_at,
+            )
+        )
+    with database.session() as session:
+        assert scorecard.enqueue_post(session, alignment, occurrence=posted_at, now=posted_at)
+    with database.read_session() as session:
+        posted = scorecard.compute(session, alignment, now=posted_at, as_of=posted_at)
+    win_rate = next(m for m in posted.context()["metrics"] if m["key"] == "win_rate")
+
+    def too_slow(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("App Home recomputed eight weeks of scorecard")
+
+    monkeypatch.setattr(scorecard, "compute", too_slow)
+    view = _open_home(driver, fake_slack, "U0AVA")
+    _round_trips(view)
+    shown = _shown(view, alignment)
+    assert f"Scorecard, {posted.week.shown}" in shown
+    assert f"*Win rate*: *{win_rate['shown']}* ({win_rate['change']}) `{win_rate['sparkline']}`" in shown
+
+
+def test_home_before_any_scorecard_post_says_when_it_comes(
+    driver: SlackDriver, fake_slack: FakeSlack, alignment: Alignment
+) -> None:
+    view = _open_home(driver, fake_slack, "U0AVA")
+    assert "No scorecard has been posted yet" in _shown(view, alignment)

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
-from bot.models import Deal, FeedbackItem
+from bot.models import Deal, FeedbackItem, OutboxMessage
 from bot.services import meetings, scorecard, sla, wins
 
 #: Rows a list shows before "and N more": five lists stay far inside a Home tab's 100 blocks.
@@ -140,10 +140,42 @@ def next_meetings(session: Session, alignment: Alignment, now: dt.datetime) -> l
 
 
 def scorecard_summary(session: Session, alignment: Alignment, now: dt.datetime) -> dict[str, Any] | None:
-    """The last complete week's scorecard: each metric's figure, its change and its trend; None
-    when no metric is configured."""
+    """The scorecard as last posted to the channels: each metric's figure, its change and its trend;
+    None when no metric is configured.
+
+    Read back from the outbox (one indexed query), never recomputed: eight weeks of six metrics take
+    seconds on a real database, far too long for a tab that opens on every click (Slack waits 3 s for
+    the event), and the Home tab then shows the very numbers both channels were given.
+    """
     if not alignment.scorecard.metrics:
         return None
-    card = scorecard.compute(session, alignment, now=now)
-    context = card.context()
-    return {"week": context["week"], "has_data": card.has_data, "metrics": context["metrics"]}
+    # The last complete week's post; before it goes out (Monday morning), the week before's.
+    latest = scorecard.reported_week(alignment, now)
+    weeks = (latest, latest.previous)
+    channels = (alignment.channels.sales, alignment.channels.marketing)
+    keys = [scorecard.post_key(week, channel) for week in weeks for channel in channels]
+    found = {row.key: row for row in session.scalars(select(OutboxMessage).where(OutboxMessage.key.in_(keys)))}
+    for week in weeks:
+        for channel in channels:
+            posted = found.get(scorecard.post_key(week, channel))
+            lines = _posted_lines(posted.payload) if posted is not None else []
+            if lines:
+                return {"week": {"label": week.label, "shown": week.shown}, "has_data": True, "lines": lines}
+    return {"week": {"label": latest.label, "shown": latest.shown}, "has_data": False, "lines": []}
+
+
+def _posted_lines(payload: dict[str, Any]) -> list[str]:
+    """One line per metric of a posted scorecard: ``*Title*: *figure* (change) trend``.
+
+    The posted text is already escaped mrkdwn (templates/scorecard.json.j2): it is reused as it is.
+    """
+    lines = []
+    for block in payload.get("blocks") or []:
+        if not str(block.get("block_id", "")).startswith("scorecard-"):
+            continue
+        parts = str((block.get("text") or {}).get("text", "")).split("\n")
+        if len(parts) < 3:
+            continue
+        head, change, trend = parts[0], parts[1], parts[2].removesuffix(" 8 weeks")
+        lines.append(f"{head.split(' · ')[0]} ({change}) {trend}")
+    return lines
