@@ -536,6 +536,22 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
             problems.append(f"sla[{i}].stage: {sla.get('stage')!r} is not a stage (known: {known})")
         if names.count(sla.get("name")) > 1 and names.index(sla.get("name")) != i:
             problems.append(f"sla[{i}].name: SLA {sla.get('name')!r} is defined twice")
+    # Reminders and agenda items are keyed by the meeting's name as letters and digits, so two
+    # names that differ only in case or punctuation would share them.
+    meeting_keys: dict[str, int] = {}
+    for i, meeting in enumerate(table_list("meetings")):
+        name = meeting.get("name")
+        if not isinstance(name, str):
+            continue
+        key = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        if key in meeting_keys:
+            first = table_list("meetings")[meeting_keys[key]].get("name")
+            problems.append(
+                f"meetings[{i}].name: {name!r} is the same meeting name as meetings[{meeting_keys[key]}] "
+                f"({first!r}); give each meeting its own name"
+            )
+        else:
+            meeting_keys[key] = i
     return problems
 
 

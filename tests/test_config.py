@@ -130,3 +130,14 @@ def test_a_mode_missing_a_secret_refuses_to_start_with_one_line(
     monkeypatch.delenv("SLACK_BOT_TOKEN")
     assert main(["clock"]) == 2
     assert capsys.readouterr().err.strip() == "environment: SLACK_BOT_TOKEN is not set; this mode needs it"
+
+
+def test_two_meetings_whose_names_differ_only_in_case_or_punctuation_are_refused() -> None:
+    # Their reminders and agenda items would share keys: one meeting would silence the other.
+    data = example()
+    twin = dict(data["meetings"][0], name="weekly pipeline-review", channel="C0MKTG")
+    data["meetings"].append(twin)
+    assert problems_of(data) == [
+        "meetings[1].name: 'weekly pipeline-review' is the same meeting name as meetings[0] "
+        "('Weekly pipeline review'); give each meeting its own name"
+    ]
