@@ -42,6 +42,22 @@ def test_define_alone_lists_the_stages_in_funnel_order(slack: SlackDriver) -> No
     assert "SLAs: `mql-first-touch`" in text
 
 
+def test_long_definitions_never_push_later_stages_out_of_the_list(alignment: Alignment) -> None:
+    from slack_sdk.models.blocks import Block
+
+    from bot.render import render
+    from bot.services import vocabulary
+
+    long = [s.model_copy(update={"definition": "Fits the ICP & more. " * 70}) for s in alignment.stages]
+    answer = render(
+        "define", **vocabulary.define(alignment.model_copy(update={"stages": tuple(long)}), "").context(alignment)
+    )
+    text = all_text(answer["blocks"])
+    assert text.index("1. *Lead*") < text.index("2. *MQL*") < text.index("3. *SQL*") < text.index("4. *Opportunity*")
+    assert all(len(b["text"]["text"]) <= 3000 for b in answer["blocks"] if b["type"] == "section")
+    assert [Block.parse(b).to_dict() for b in answer["blocks"]] == answer["blocks"]
+
+
 def test_an_unknown_term_gets_the_closest_ones(slack: SlackDriver) -> None:
     answer = define(slack, "SLQ")
     assert all_text(answer["blocks"]).startswith("“SLQ” is not in the shared vocabulary. Did you mean SQL")
