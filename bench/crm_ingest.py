@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             new_batches = batch_source(batch_factories["alignbot"], size, sent_batches)
             warm.append(measure("batch", "alignbot", new_batches, expect(-1), warmup, args.batch_clients))
             batches: list[httpbench.RoundResult] = []
+            backlogs: list[int] = []
             for r in range(batch_rounds):
                 runs: tuple[tuple[str, str, Source, httpbench.Check], ...] = (
                     ("bare-batch", "bare", batch_source(batch_factories["bare"], size, None), expect(None)),
@@ -468,6 +469,13 @@ def main(argv: list[str] | None = None) -> int:
                     result = measure(label, side, source, check, batch_seconds, args.batch_clients)
                     batches.append(result)
                     report_round(f"round {r + 1} {label}", result)
+                    if label == "batch":
+                        # Stored but not applied yet at the end of the round: what the projectors
+                        # left for later while the requests went first.
+                        with database.read_session() as session:
+                            left = session.scalar(select(func.count(CrmEvent.id)).where(CrmEvent.applied_at.is_(None)))
+                        backlogs.append(left or 0)
+                        print(f"  round {r + 1} batch: {left} events stored, not yet applied", flush=True)
             # The 202 means stored; the workers' projectors apply the events after. Wait for them
             # (servers still up) and report how long the last of them took to be applied.
             last_request = time.perf_counter()

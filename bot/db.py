@@ -73,12 +73,17 @@ class _WriterTurn:
     def __init__(self, path: str | None) -> None:
         self._lock = threading.RLock()
         self._depth = 0
+        self.waiting = 0  # threads of this process queued for the turn (read without the lock: a hint)
         self._path = path
         self._fd: int | None = None
         self._pid = 0
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        self.waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            self.waiting -= 1
         if self._depth == 0 and self._path is not None and fcntl is not None:
             if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
                 self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
@@ -103,10 +108,14 @@ class Database:
         # SQLite has one writer at a time, and its busy handler waits by sleeping (up to 100 ms a
         # turn). Writers queue on a lock instead, and are woken the moment it is free.
         self._write_turn: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        self._urgent_path: str | None = None
+        self._urgent_fds = threading.local()
+        self._urgent_probe: tuple[int, int] | None = None
         if engine.dialect.name == "sqlite":
             path = engine.url.database
             on_disk = bool(path) and path != ":memory:" and not str(path).startswith("file:")
             self._write_turn = _WriterTurn(f"{path}-writer.lock" if on_disk else None)
+            self._urgent_path = f"{path}-urgent.lock" if on_disk else None
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
     @classmethod
@@ -115,6 +124,46 @@ class Database:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return cls(make_engine(url))
+
+    def writers_waiting(self) -> int:
+        """How many threads of this process wait for SQLite's one write turn (0 on PostgreSQL)."""
+        turn = self._write_turn
+        return turn.waiting if isinstance(turn, _WriterTurn) else 0
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Mark the writes inside as a request's that someone is waiting for (see :meth:`urgent_pending`).
+
+        On a SQLite file, a shared ``flock`` per thread on a file beside the database, so that the
+        background writers of every process (the CRM projectors) can see it and let it go first.
+        """
+        path = self._urgent_path
+        if path is None or fcntl is None:
+            yield
+            return
+        fd = getattr(self._urgent_fds, "fd", None)
+        if fd is None:
+            fd = self._urgent_fds.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def urgent_pending(self) -> bool:
+        """Whether a request in any process is inside :meth:`urgent` now (always False on PostgreSQL)."""
+        path = self._urgent_path
+        if path is None or fcntl is None:
+            return False
+        if self._urgent_probe is None or self._urgent_probe[1] != os.getpid():
+            self._urgent_probe = (os.open(path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid())
+        fd = self._urgent_probe[0]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
 
     @property
     def is_sqlite(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from bot.config import Alignment
@@ -38,6 +39,7 @@ class CrmProjector:
         batch: int = 1000,
         poll_interval: float = 2.0,
         gather: float = 0.05,
+        yield_limit: float = 0.5,
         inline: bool = False,
     ) -> None:
         self.database = database
@@ -46,6 +48,7 @@ class CrmProjector:
         self.batch = batch
         self.poll_interval = poll_interval
         self.gather = gather
+        self.yield_limit = yield_limit
         self.inline = inline
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -67,6 +70,7 @@ class CrmProjector:
         done = 0
         with self._pass_lock:
             while True:
+                self._let_requests_go_first()
                 try:
                     with self.database.session() as session:
                         count = pipeline.project(session, self.alignment, now=self.clock(), limit=self.batch)
@@ -78,6 +82,24 @@ class CrmProjector:
                 done += count
                 if count < self.batch:
                     return done
+
+    def _let_requests_go_first(self) -> None:
+        """On SQLite, wait (up to ``yield_limit``) while requests of any process store events.
+
+        A request that stores events is short and a CRM is waiting for its answer; a batch of the
+        projector holds the turn for a while and nobody waits for it. Under a burst the requests
+        go first and the events pile up a little, to be applied in bigger batches; the limit
+        keeps the projector from starving, so the backlog stays bounded.
+        """
+        if self.inline or not self.yield_limit:
+            return
+        deadline = time.monotonic() + self.yield_limit
+        while (
+            (self.database.writers_waiting() or self.database.urgent_pending())
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
+            time.sleep(0.002)
 
     def _set_aside_failing(self) -> bool:
         """Apply the waiting events one at a time to find the one that fails, and set it aside.

@@ -47,6 +47,8 @@ def _binary_event(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | s
         event["data"] = json.loads(body) if body.strip() else None
     except ValueError as exc:
         return f"the body is not valid JSON: {exc}"
+    except RecursionError:  # json's parser recurses per level; a 1 MiB body can nest past the stack
+        return "the body is not valid JSON: nested too deeply"
     event["datacontenttype"] = "application/json"
     return event
 
@@ -71,6 +73,10 @@ def read_events(content_type: str, headers: Mapping[str, str], body: bytes) -> l
         decoded = json.loads(body)
     except ValueError as exc:
         return Answer(400, {"errors": [{"index": 0, "path": "", "message": f"the body is not valid JSON: {exc}"}]})
+    except RecursionError:  # json's parser recurses per level; a 1 MiB body can nest past the stack
+        return Answer(
+            400, {"errors": [{"index": 0, "path": "", "message": "the body is not valid JSON: nested too deeply"}]}
+        )
     if media == STRUCTURED:
         return [decoded]
     if not isinstance(decoded, list):
@@ -94,14 +100,16 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
         problem = verify(secrets, lowered.get(HEADER.lower()), body)
         if problem is not None:
             return Answer(401, {"error": problem})
-        events = read_events(lowered.get("content-type", ""), lowered, body)
-        if isinstance(events, Answer):
-            return events
-        checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
-        if checked.problems:
-            return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
-        with deps.database.session() as session:
-            result = crm.accept(session, checked.events, now=deps.clock(), ignored=checked.ignored)
+        # From here to the commit the CRM waits on us: the projectors let it write first.
+        with deps.database.urgent():
+            events = read_events(lowered.get("content-type", ""), lowered, body)
+            if isinstance(events, Answer):
+                return events
+            checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
+            if checked.problems:
+                return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
+            with deps.database.session() as session:
+                result = crm.accept(session, checked.events, now=deps.clock(), ignored=checked.ignored)
         if result.accepted:
             projector.wake()
         return Answer(202, result.as_dict())

@@ -193,3 +193,12 @@ def test_projectors_side_by_side_apply_each_event_once(deps: Dependencies, env: 
     with deps.database.read_session() as session:
         keys = list(session.scalars(select(OutboxMessage.key).where(OutboxMessage.key.like("win:D%"))))
     assert sorted(k for k in keys if k.count(":") == 1) == sorted(wins.post_key(f"D{i}") for i in range(60))
+
+
+def test_a_request_storing_events_is_seen_by_the_projectors_of_other_processes(database: Database) -> None:
+    # On SQLite the projectors let a storing request write first; on PostgreSQL there is no turn to yield.
+    other_process = Database(database.engine)  # its own lock files' descriptors, as another process has
+    assert not other_process.urgent_pending()
+    with database.urgent():
+        assert other_process.urgent_pending() is database.is_sqlite
+    assert not other_process.urgent_pending()
