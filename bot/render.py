@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 import templates as _templates_package
 from bot import ids
 
+FIELD_LIMIT = 2000  # Slack's limit on a section field's text
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -148,4 +149,7 @@ def render(template: str, **context: Any) -> dict[str, Any]:
             section_text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
             if len(section_text) > SECTION_LIMIT:
                 raise ValueError(f"template {template} rendered a section of {len(section_text)} characters")
+            for field in block.get("fields") or [] if block.get("type") == "section" else []:
+                if len(field.get("text", "")) > FIELD_LIMIT:
+                    raise ValueError(f"template {template} rendered a field of {len(field['text'])} characters")
     return data

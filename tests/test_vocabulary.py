@@ -135,3 +135,20 @@ def test_a_changed_definition_is_announced_once_to_both_teams(
         relay.drain()
     assert len(announcements(fake_slack, "C0SALES")) == len(announcements(fake_slack, "C0MKTG")) == 2
     assert f"*Now*\n*Definition*: {MQL}" in announcements(fake_slack, "C0SALES")[1]
+
+
+def test_a_long_definition_full_of_markup_still_fits_the_change_announcement(alignment: Alignment) -> None:
+    # Escaping turns each & into &amp;: clipped before escaping, a field could pass Slack's 2,000
+    # characters and the whole announcement would be refused (invalid_blocks), never arriving.
+    from bot.render import render
+    from bot.services import vocabulary
+
+    stormy = "R&D <ops> & sales & marketing " * 50  # 1,500 characters
+    changed = alignment.model_copy(
+        update={"stages": tuple(s.model_copy(update={"definition": stormy}) for s in alignment.stages)}
+    )
+    changes = vocabulary.changes_between(vocabulary.snapshot(alignment), vocabulary.snapshot(changed))
+    message = render("vocabulary_changed", changes=changes, more=0)
+    fields = [f["text"] for b in message["blocks"] for f in b.get("fields", [])]
+    assert fields and all(len(text) <= 2000 for text in fields)
+    assert "R&amp;D &lt;ops&gt;" in fields[1]
