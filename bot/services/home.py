@@ -99,14 +99,14 @@ def _wins(session: Session, alignment: Alignment, email: str, now: dt.datetime) 
         )
     )
     rows: list[dict[str, Any]] = []
-    for deal in deals:
+    for deal, view in zip(deals, wins.build_views(session, alignment, deals), strict=True):
         roles = []
         if deal.owner_email.lower() == email:
             roles.append("you closed it")
         if (deal.sdr_email or "").lower() == email:
             roles.append("you were the SDR")
         # Credit is read for every deal: a seller can own a marketing touch too.
-        context = wins.build_view(session, alignment, deal).context
+        context = view.context
         mine = sum(m["percent"] for m in context["marketers"] if (m["who"] or {}).get("email", "").lower() == email)
         if mine:
             roles.append(f"{mine}% of the marketing credit")
