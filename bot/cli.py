@@ -16,13 +16,17 @@ from bot.config import ConfigError, Environment, load_alignment
 log = logging.getLogger("alignbot")
 
 
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("apscheduler", "slack_bolt", "slack_sdk", "urllib3", "alignbot.bolt"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+#: The modes that run as services: their lines go to a log platform, one JSON object each.
+SERVICE_COMMANDS = frozenset({"web", "clock", "run"})
+
+
+def _setup_logging(verbose: bool = False, env: Environment | None = None, command: str | None = None) -> None:
+    """JSON lines for the service modes, text for the commands a person runs (``ALIGNBOT_LOG_FORMAT`` decides)."""
+    from bot import logs
+
+    fmt = env.log_format if env is not None and env.log_format else None
+    fmt = fmt or ("json" if command in SERVICE_COMMANDS else "text")
+    logs.configure(fmt=fmt, verbose=verbose, secret_values=env.secret_values() if env is not None else ())
 
 
 def _stop_on_signals() -> threading.Event:
@@ -123,11 +127,11 @@ def cmd_run(args: argparse.Namespace, env: Environment) -> int:
 
 
 def cmd_web(args: argparse.Namespace, env: Environment) -> int:
-    from bot.server import serve
+    from bot.server import prepare_metrics_dir, serve
 
     env.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     load_alignment(env.config_path)  # refuse to start on a broken config, before forking workers
-    serve(env, workers=args.workers, threads=args.threads)
+    serve(env, workers=args.workers, threads=args.threads, metrics_dir=prepare_metrics_dir(env))
     return 0
 
 
@@ -218,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alignbot`` script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
     try:
         env = Environment.from_environ()
+        _setup_logging(args.verbose, env, args.command)
         status: int = args.func(args, env)
         return status
     except ConfigError as exc:
@@ -228,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        if args.command not in SERVICE_COMMANDS:
+            raise
+        # A service's crash goes to its log platform as one JSON line, like everything else.
+        log.exception("alignbot %s stopped on an unexpected error", args.command)
+        return 1
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class Environment:
     webhook_secrets: tuple[str, ...] = ()
     port: int = 3000
     web_concurrency: int = 2
+    log_format: str | None = None  # "json" | "text"; None: JSON for web, clock and run, text otherwise
+    metrics_token: str | None = None  # when set, GET /metrics wants "Authorization: Bearer <token>"
+    metrics_dir: Path | None = None  # prometheus_client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +87,10 @@ class Environment:
                 f"WEB_CONCURRENCY: expected a number of worker processes (1 or more), got {concurrency_text!r}"
             )
             concurrency_text = "2"
+        log_format = (env.get("ALIGNBOT_LOG_FORMAT") or "").strip().lower() or None
+        if log_format not in (None, "json", "text"):
+            problems.append(f"ALIGNBOT_LOG_FORMAT: expected json or text, got {env['ALIGNBOT_LOG_FORMAT']!r}")
+            log_format = None
         api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
         if not api_url.endswith("/"):
             api_url += "/"
@@ -91,17 +98,26 @@ class Environment:
             raise ConfigError("environment", problems)
         secrets = tuple(s.strip() for s in env.get("ALIGNBOT_WEBHOOK_SECRET", "").split(",") if s.strip())
         return cls(
-            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
-            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
-            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            # A value of only spaces (a stray export) is as good as unset: refuse it at startup.
+            slack_bot_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
             slack_api_url=api_url,
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             config_path=Path(env.get("ALIGNBOT_CONFIG") or "alignment.toml"),
             webhook_secrets=secrets,
             port=port,
             web_concurrency=int(concurrency_text),
+            log_format=log_format,
+            metrics_token=env.get("ALIGNBOT_METRICS_TOKEN") or None,
+            metrics_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"]) if env.get("PROMETHEUS_MULTIPROC_DIR") else None,
             extra={k: v for k, v in env.items() if k.startswith("ALIGNBOT_TEST_")},
         )
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret of the environment: the logs mask them wherever they appear."""
+        values = (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.metrics_token)
+        return tuple(v for v in values if v) + self.webhook_secrets
 
     def require(self, *names: str) -> None:
         """Raise :class:`ConfigError` naming the first missing variable a mode needs."""

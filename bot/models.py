@@ -6,7 +6,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, Numeric, String, Text, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -254,6 +266,15 @@ class SlaClock(Base):
             postgresql_where=text("next_check_at IS NOT NULL"),
             sqlite_where=text("next_check_at IS NOT NULL"),
         ),
+        # Only the running clocks: GET /metrics counts them on every scrape, without reading the
+        # finished ones, which grow forever.
+        Index(
+            "ix_sla_clocks_running",
+            "state",
+            "due_at",
+            postgresql_where=text("state IN ('open', 'breached')"),
+            sqlite_where=text("state IN ('open', 'breached')"),
+        ),
     )
 
 
@@ -292,3 +313,36 @@ class AgendaItem(Base):
     covered_by: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_agenda_items_meeting", "meeting", "occurrence_at"),)
+
+
+class SlackAccess(Base):
+    """Whether alignbot may still talk to its workspace: one row, written when Slack says it may not.
+
+    ``revoked_at`` is set when the app was uninstalled or its bot token revoked (an event, or a
+    send answered ``invalid_auth``…); every relay then holds the outbox until a working token is
+    seen again. Nothing else is touched: the data stays, and held messages go out on resume.
+    """
+
+    __tablename__ = "slack_access"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    revoked_at: Mapped[dt.datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    resumed_at: Mapped[dt.datetime | None]
+
+
+class MetricCounter(Base):
+    """A counter of something any process does (a message sent, a job run), for ``GET /metrics``.
+
+    Kept in the database, not in process memory, because the processes that do these things
+    (every web worker's relay, the clock on its own machine) are not the one being scraped.
+    ``labels`` is the canonical JSON of the label set (sorted keys); ``updated_at`` is when the
+    counter last moved (a job's last successful run).
+    """
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime]

@@ -42,8 +42,10 @@ from sqlalchemy import CursorResult, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.db import Database, utcnow
 from bot.models import ChannelPace, OutboxMessage
+from bot.services import slack_access
 
 log = logging.getLogger("alignbot.outbox")
 
@@ -62,17 +64,22 @@ PERMANENT_ERRORS = frozenset(
         "cannot_dm_bot",
         "message_not_found",
         "cant_update_message",
-        "invalid_auth",
-        "account_inactive",
-        "token_revoked",
-        "not_authed",
         "missing_scope",
         "restricted_action",
         "invalid_metadata_format",
         "invalid_arguments",
     }
 )
+#: Errors that say the workspace no longer lets the bot in (uninstalled, token revoked): every
+#: send is held, not failed, until a working token is seen (bot.services.slack_access).
+ACCESS_ERRORS = frozenset({"invalid_auth", "account_inactive", "token_revoked", "token_expired", "not_authed"})
 MAX_BACKOFF = dt.timedelta(minutes=5)
+#: Messages whose reader acts on their moment (SLA flags, meeting reminders): delivered this long
+#: after it (Slack was down or slow), they say so, so nobody reads a stale flag as news.
+LATE_NOTICE_KINDS = ("sla.yellow", "sla.red", "sla.folded", "meeting.reminder")
+LATE_NOTICE_AFTER = dt.timedelta(minutes=5)
+#: Errors of the history check that say it can never work: then a resend beats holding the message.
+CHECK_NEVER_WORKS = PERMANENT_ERRORS | ACCESS_ERRORS
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,24 @@ class PacedRateLimitHandler(RateLimitErrorRetryHandler):
     def __init__(self, max_inline_wait: float = 2.0, max_retry_count: int = 2) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.max_inline_wait = max_inline_wait
+        self._waited = threading.local()  # 429s waited out by this thread's calls, for the metrics
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self._waited.count = getattr(self._waited, "count", 0) + 1
+        super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+    def take_waited(self) -> int:
+        """How many 429s this thread's calls waited out since it last asked (then zero)."""
+        count = getattr(self._waited, "count", 0)
+        self._waited.count = 0
+        return int(count)
 
     def _can_retry(
         self,
@@ -204,6 +229,7 @@ class _Outcome:
     RETRY = "retry"  # definitely not sent
     UNKNOWN = "unknown"  # may have been sent
     FAILED = "failed"  # will never succeed
+    NO_ACCESS = "no_access"  # not sent: the workspace no longer lets the bot in
 
 
 @dataclass(frozen=True)
@@ -244,6 +270,7 @@ class OutboxRelay:
         batch: int = 200,
         min_pass_interval: float = 0.02,
         concurrency: int = 8,
+        access_probe_interval: dt.timedelta = dt.timedelta(minutes=10),
     ) -> None:
         self.database = database
         self.client = client
@@ -267,6 +294,9 @@ class OutboxRelay:
         self.min_pass_interval = min_pass_interval
         self.concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
+        self.access_probe_interval = access_probe_interval
+        self._started_at = clock()
+        self._access_probed_at: dt.datetime | None = None
 
     # --- thread control ---
 
@@ -373,6 +403,8 @@ class OutboxRelay:
         people goes out at the speed of Slack, not of one HTTP call after another.
         """
         with self._pass_lock:
+            if self._access_held():
+                return 0, False
             heads = self._channel_heads(self.clock())
             waiting = False
             next_due: dt.datetime | None = None
@@ -406,6 +438,45 @@ class OutboxRelay:
             self._blocked_until = blocked
             sent = sum(outcomes)
             return sent, waiting or bool(claims)
+
+    def _access_held(self) -> bool:
+        """Whether sending is held because the workspace revoked access (checked each pass).
+
+        A revocation from before this relay started is checked with ``auth.test`` at once: a
+        restart is how a new token arrives. One that happened while it ran is believed for
+        ``access_probe_interval`` before asking again, so a dead token is not hammered.
+        """
+        with self.database.read_session() as session:
+            state = slack_access.revoked(session)
+        if state is None:
+            return False
+        now = self.clock()
+        if self._access_probed_at is None:
+            self._access_probed_at = now if state.at >= self._started_at else now - self.access_probe_interval
+        if now - self._access_probed_at < self.access_probe_interval:
+            return True
+        self._access_probed_at = now
+        try:
+            team = self.client.auth_test().get("team_id")
+        except (SlackApiError, urllib.error.URLError, OSError) as exc:
+            log.debug("Slack access still revoked (%s); holding the outbox", exc)
+            return True
+        with self.database.session() as session:
+            ended = slack_access.resume(session, now=now)
+        self._access_probed_at = None
+        if ended is not None:
+            log.warning(
+                "the bot token works again (team %s): sending the messages held since %s (%s)",
+                team,
+                ended.at.isoformat(),
+                ended.reason,
+            )
+        return False
+
+    def _take_waited(self) -> int:
+        """The 429s this thread's Slack calls waited out inline (through :class:`PacedRateLimitHandler`)."""
+        handlers = getattr(self.client, "retry_handlers", None) or []
+        return sum(h.take_waited() for h in handlers if isinstance(h, PacedRateLimitHandler))
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -445,6 +516,8 @@ class OutboxRelay:
             if msg is None:
                 return None
             args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
+            if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
+                mark_late(args, due=msg.not_before, now=now)
             if not self._resolve_references(session, msg, args):
                 if msg.failed_at is None:
                     msg.next_attempt_at = now + dt.timedelta(seconds=1)
@@ -518,12 +591,18 @@ class OutboxRelay:
             result = self._send(claim.method, claim.channel, claim.key, claim.args)
 
         now = self.clock()
+        # Every 429 of this delivery: those slack_sdk waited out, and the one that paused the channel.
+        rate_limited = self._take_waited() + (result.retry_after is not None)
         with self.database.session() as session:
             msg = session.get(OutboxMessage, claim.id)
             if msg is None or msg.claim_token != claim.token:
                 return False
             msg.claim_token = None
             msg.claimed_until = None
+            metrics.increment(session, metrics.RATE_LIMITED, amount=rate_limited, now=now)
+            if result.outcome in (_Outcome.DELIVERED, _Outcome.FAILED):
+                name = metrics.MESSAGES_SENT if result.outcome == _Outcome.DELIVERED else metrics.MESSAGES_FAILED
+                metrics.increment(session, name, {"kind": msg.kind}, now=now)
             if result.outcome == _Outcome.DELIVERED:
                 msg.delivered_at = now
                 msg.in_flight = False
@@ -531,6 +610,17 @@ class OutboxRelay:
                 msg.conversation = result.conversation or msg.conversation
                 msg.last_error = None
                 log.info("delivered %s to %s (ts %s)", msg.key, msg.channel, msg.ts)
+            elif result.outcome == _Outcome.NO_ACCESS:
+                # Definitely not sent, and not the message's fault: it waits, first in line, for access.
+                msg.in_flight = False
+                msg.next_attempt_at = now
+                msg.last_error = result.error
+                if slack_access.revoke(session, f"Slack answered {result.error} to {claim.method}", now=now):
+                    log.error(
+                        "Slack answered %s: the bot token no longer works (app uninstalled or token revoked). "
+                        "Holding every message, data kept, until a working SLACK_BOT_TOKEN is seen",
+                        result.error,
+                    )
             elif result.outcome == _Outcome.FAILED:
                 msg.failed_at = now
                 msg.in_flight = False
@@ -588,6 +678,8 @@ class OutboxRelay:
             response = self.client.users_lookupByEmail(email=email)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if error in ACCESS_ERRORS:
+                return _Result(_Outcome.NO_ACCESS, error=error)
             if error == "users_not_found":
                 return _Result(
                     _Outcome.FAILED, error=f"no Slack user has the email {email}; add slack_id to [[people]]"
@@ -621,6 +713,8 @@ class OutboxRelay:
                 return _Result(_Outcome.RETRY, error=error, retry_after=retry_after_seconds(exc.response.headers))
             if status >= 500:
                 return _Result(_Outcome.UNKNOWN, error=error)
+            if error in ACCESS_ERRORS:
+                return _Result(_Outcome.NO_ACCESS, error=error)
             if error in PERMANENT_ERRORS:
                 return _Result(_Outcome.FAILED, error=error)
             return _Result(_Outcome.RETRY, error=error)
@@ -639,8 +733,10 @@ class OutboxRelay:
     ) -> _Result | None:
         """Look for a message with our key in the conversation since the first attempt.
 
-        Returns a delivered result when found; None to send (not found, or the lookup failed:
-        then a resend risks a duplicate, which beats losing the message).
+        Returns a delivered result when found; None to send (not found, or the lookup can never
+        work, e.g. a missing scope: then a resend risks a duplicate, which beats losing the
+        message); an unknown result to ask again later when the lookup failed for now (Slack is
+        down or slow: a blind resend there is how a post that timed out gets posted twice).
         """
         try:
             conversation = channel
@@ -659,9 +755,18 @@ class OutboxRelay:
                 response = self.client.conversations_history(
                     channel=conversation, oldest=f"{oldest.timestamp():.6f}", include_all_metadata=True, limit=100
                 )
-        except (SlackApiError, urllib.error.URLError, OSError) as exc:
-            log.warning("could not check whether %s was already posted (%s); sending it again", key, exc)
-            return None
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error") or f"HTTP {status}")
+            if status < 500 and status != 429 and error in CHECK_NEVER_WORKS:
+                log.warning("cannot check whether %s was already posted (%s); sending it again", key, error)
+                return None
+            log.warning("could not check whether %s was already posted (%s); asking again later", key, error)
+            retry_after = retry_after_seconds(exc.response.headers) if status == 429 else None
+            return _Result(_Outcome.UNKNOWN, error=f"history check: {error}", retry_after=retry_after)
+        except (urllib.error.URLError, OSError) as exc:
+            log.warning("could not check whether %s was already posted (%s); asking again later", key, exc)
+            return _Result(_Outcome.UNKNOWN, error=f"history check: {exc}")
         for item in _messages(response.get("messages")):
             metadata = item.get("metadata") or {}
             if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == key:
@@ -674,6 +779,28 @@ class OutboxRelay:
             response = self.client.conversations_open(users=user_id)
             self._dm_conversations[user_id] = response["channel"]["id"]
         return self._dm_conversations[user_id]
+
+
+def mark_late(args: dict[str, Any], *, due: dt.datetime, now: dt.datetime) -> bool:
+    """Say, in a message about to be posted well after its moment, that it comes late and why.
+
+    The rest of the message stays as written; the note goes last, in the fallback text and as a
+    context block (when the message has room for one). Slack's date token shows ``due`` in each
+    reader's timezone. Returns whether the message was marked.
+    """
+    if now - due <= LATE_NOTICE_AFTER:
+        return False
+    stamp = int(due.timestamp())
+    fallback = due.astimezone(dt.UTC).strftime("%b %d, %H:%M UTC")
+    note = (
+        f"Delivered late: this was due <!date^{stamp}^{{date_short_pretty}} at {{time}}|{fallback}>, "
+        "and Slack could not be reached until now."
+    )
+    args["text"] = f"{args.get('text') or ''}\n_{note}_".strip()
+    blocks = args.get("blocks")
+    if isinstance(blocks, list) and len(blocks) < 50:
+        args["blocks"] = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{note}_"}]}]
+    return True
 
 
 def _messages(value: Any) -> Iterable[dict[str, Any]]:

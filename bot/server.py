@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from bot.config import Environment, load_alignment
@@ -33,7 +38,46 @@ def build_wsgi(env: Environment) -> Any:
     deps = Dependencies(alignment=alignment, database=database, projector=projector)
     app = create_app(env, deps)
     OutboxRelay(database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
-    return WebApplication(SlackRequestHandler(app), deps, webhook_secrets=env.webhook_secrets)
+    return WebApplication(
+        SlackRequestHandler(app), deps, webhook_secrets=env.webhook_secrets, metrics_token=env.metrics_token
+    )
+
+
+def prepare_metrics_dir(env: Environment) -> Path:
+    """The directory where each gunicorn worker writes its per-process metrics, emptied for this run.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` if set, else a new temporary directory. It is put in the
+    environment the workers inherit (prometheus_client reads it there, at import), so this must
+    run before anything imports prometheus_client. Files left by an earlier run would add its
+    counts to this one's, so they go.
+    """
+    path = env.metrics_dir or Path(tempfile.mkdtemp(prefix="alignbot-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for leftover in path.glob("*.db"):
+        leftover.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if "prometheus_client" in sys.modules:  # pragma: no cover - a programming error, not a deployment's
+        log.warning(
+            "prometheus_client was imported before its multiprocess directory was set: /metrics counts one worker"
+        )
+    return path
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit hook: a dead worker's counters stay counted; its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class _JsonGunicornLogger(glogging.Logger):
+    """gunicorn's own lines (workers booting, timing out) go to the root handler: JSON like the rest."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
 
 
 class _Gunicorn(BaseApplication):
@@ -50,9 +94,16 @@ class _Gunicorn(BaseApplication):
         return build_wsgi(self.env)
 
 
-def serve(env: Environment, *, workers: int | None = None, threads: int = 4, bind: str | None = None) -> None:
-    """Run gunicorn on ``PORT`` (blocks until it is stopped)."""
-    options = {
+def serve(
+    env: Environment,
+    *,
+    workers: int | None = None,
+    threads: int = 4,
+    bind: str | None = None,
+    metrics_dir: Path | None = None,
+) -> None:
+    """Run gunicorn on ``PORT`` (blocks until it is stopped); ``metrics_dir`` from :func:`prepare_metrics_dir`."""
+    options: dict[str, Any] = {
         "bind": bind or f"0.0.0.0:{env.port}",
         "workers": workers or env.web_concurrency,
         "worker_class": "gthread",
@@ -65,5 +116,8 @@ def serve(env: Environment, *, workers: int | None = None, threads: int = 4, bin
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "alignbot-web",
+        "logger_class": _JsonGunicornLogger,
     }
+    if metrics_dir is not None:
+        options["child_exit"] = _worker_exited
     _Gunicorn(env, options).run()

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def register_all(app: App, deps: Dependencies) -> None:
     """Register every middleware and listener on ``app``."""
-    from handlers import errors, middleware
+    from handlers import errors, middleware, workspace
     from handlers.actions import agenda as agenda_actions
     from handlers.actions import feedback as feedback_actions
     from handlers.actions import scorecard as scorecard_actions
@@ -22,12 +22,13 @@ def register_all(app: App, deps: Dependencies) -> None:
     from handlers.commands import define as define_command
     from handlers.commands import feedback as feedback_command
     from handlers.commands import sla as sla_command
-    from handlers.events import app_home
+    from handlers.events import app_home, uninstall
     from handlers.views import feedback as feedback_views
     from handlers.views import sla as sla_views
     from handlers.views import wins as wins_views
 
     middleware.register(app, deps)
+    workspace.register(app, deps)  # after the request log, so a refused request is logged too
     errors.register(app, deps)
     feedback_command.register(app, deps)
     feedback_actions.register(app, deps)
@@ -38,6 +39,7 @@ def register_all(app: App, deps: Dependencies) -> None:
     sla_actions.register(app, deps)
     sla_views.register(app, deps)
     app_home.register(app, deps)
+    uninstall.register(app, deps)
     define_command.register(app, deps)
     scorecard_actions.register(app, deps)
     agenda_command.register(app, deps)

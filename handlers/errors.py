@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from slack_bolt import App, BoltResponse, Respond
+from slack_bolt import App, BoltContext, BoltResponse, Respond
 
+from bot import logs
 from bot.app import Dependencies
 from bot.errors import UserFacingError
 
@@ -20,11 +20,12 @@ def register(app: App, deps: Dependencies) -> None:
     """Install the app's error handler."""
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any], respond: Respond) -> BoltResponse:
+    def on_error(error: Exception, body: dict[str, Any], respond: Respond, context: BoltContext) -> BoltResponse:
         if isinstance(error, UserFacingError):
             message = str(error)
         else:
-            error_id = secrets.token_hex(4)
+            # The request's id: the user quotes it, and it finds this line and the request's others.
+            error_id = context.get("request_id") or logs.current_request_id() or logs.new_request_id()
             log.error("error %s while handling %s", error_id, body.get("type") or body.get("command"), exc_info=error)
             message = (
                 f":warning: Something went wrong on our side, and nothing was saved. Please try again; "

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import App, BoltContext, BoltRequest
 
+from bot import logs
 from bot.app import Dependencies
 
 log = logging.getLogger("alignbot.slack")
@@ -33,14 +33,15 @@ def register(app: App, deps: Dependencies) -> None:
     """One log line per request, with a request id the error messages quote."""
 
     @app.middleware
-    def request_log(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
-        request_id = secrets.token_hex(4)
+    def request_log(context: BoltContext, request: BoltRequest, body: dict[str, Any], next: Callable[[], None]) -> None:
+        # Over HTTP the WSGI app has put its request id in the header and opened its log scope.
+        given = request.headers.get("x-request-id") or []
+        request_id = given[0] if given else None
+        if request_id is None or request_id != logs.current_request_id():
+            # Socket Mode: no scope around us, and its threads are reused, so start afresh.
+            request_id = request_id or logs.new_request_id()
+            logs.begin(request_id=request_id)
         context["request_id"] = request_id
-        log.info(
-            "slack request %s %s user=%s team=%s",
-            request_id,
-            describe(body),
-            context.user_id,
-            context.team_id,
-        )
+        logs.bind(slack=describe(body), team=context.team_id, user=context.user_id)
+        log.info("slack request %s", describe(body))
         next()

@@ -8,7 +8,7 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot import logs, metrics
 from bot.app import Dependencies
 from bot.db import Database
 from schedules.jobs import ScheduledJob, announce_vocabulary, build_jobs, meetings_tick, sla_tick
@@ -71,6 +72,38 @@ class ClockLock:
             stop.wait(poll)
         return False
 
+    def still_held(self) -> bool:
+        """Whether this process still holds the lock, taking it again if it was lost but is free.
+
+        A PostgreSQL advisory lock lives as long as its connection: a database restart or a
+        dropped connection ends it silently, and a waiting clock may then take it. Asking is
+        the only way to know; a lock file cannot be lost that way.
+        """
+        if self.database.is_sqlite:
+            return True
+        if self._connection is not None:
+            try:
+                held = self._connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = :k"
+                    ),
+                    {"k": ADVISORY_LOCK_KEY},
+                ).scalar()
+                self._connection.commit()
+                if held:
+                    return True
+            except Exception as exc:  # the connection that held it is gone
+                log.warning("the connection holding the clock lock is gone (%s); taking the lock again", exc)
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        try:
+            return self.try_acquire()
+        except Exception as exc:  # still away: nobody else can take it now either; ask again at the next check
+            log.warning("cannot reach the database to take the clock lock again (%s); retrying", exc)
+            return True
+
     def release(self) -> None:
         """Give the lock up."""
         if self._file is not None:
@@ -116,10 +149,10 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
     # only the clocks whose next check has come (an index), so running it often costs little;
     # after downtime its first run sends what was missed, once, marked late.
     scheduler.add_job(
-        sla_tick,
+        run_observed,
         "interval",
         seconds=2,
-        args=[deps],
+        args=[deps, "sla-tick", sla_tick],
         id="sla-tick",
         name="sla-tick",
         coalesce=True,
@@ -130,10 +163,10 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
     # Meeting reminders: minute resolution is plenty. Keyed by occurrence and offset in the
     # outbox, so the catch-up run here and every later one send each reminder once.
     scheduler.add_job(
-        meetings_tick,
+        run_observed,
         "interval",
         seconds=30,
-        args=[deps],
+        args=[deps, "meetings-tick", meetings_tick],
         id="meetings-tick",
         name="meetings-tick",
         coalesce=True,
@@ -146,24 +179,68 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
 
 
 def _fire(job: ScheduledJob, deps: Dependencies) -> None:
-    now = deps.clock()
-    occurrence = job.last_occurrence(now + dt.timedelta(seconds=1))
-    if occurrence is None:
-        return
-    log.info("running %s for %s", job.name, occurrence.isoformat())
-    job.run(occurrence, now)
+    def run(deps: Dependencies) -> None:
+        now = deps.clock()
+        occurrence = job.last_occurrence(now + dt.timedelta(seconds=1))
+        if occurrence is None:
+            return
+        log.info("running %s for %s", job.name, occurrence.isoformat())
+        job.run(occurrence, now)
+
+    run_observed(deps, job.name, run)
+
+
+def run_observed(deps: Dependencies, job: str, work: Callable[[Dependencies], object]) -> None:
+    """Run one firing of a job in its own log scope, and count it, ok or failed, in the database
+    (``GET /metrics`` reads it there: the clock has no HTTP server of its own).
+
+    A failure is logged here with its traceback and not raised: APScheduler would only log it
+    again, and the job runs at its next firing (every job is idempotent per occurrence).
+    """
+    with logs.scope(job=job, run_id=logs.new_request_id()):
+        try:
+            work(deps)
+            ok = True
+        except Exception:
+            log.exception("job %s failed", job)
+            ok = False
+        try:
+            metrics.record_job_run(deps.database, job, ok=ok)
+        except Exception as exc:  # the database is away: the job's own failure, if any, says so
+            log.warning("could not count the run of %s: %s", job, exc)
 
 
 @contextlib.contextmanager
 def leadership(database: Database, stop: threading.Event) -> Iterator[bool]:
-    """Hold the clock lock for the block; yields False if stopped while waiting."""
+    """Hold the clock lock for the block; yields False if stopped while waiting.
+
+    While held, a watchdog checks every ``LOCK_CHECK`` seconds that it still is; when it was
+    lost (the database restarted) and another clock took it meanwhile, ``stop`` is set, so this
+    clock stops and two never schedule at once (the platform starts it again, to wait).
+    """
     lock = ClockLock(database)
     got = lock.acquire(stop)
+    done = threading.Event()
+    watchdog = threading.Thread(target=_watch_lock, args=(lock, stop, done), name="clock-lock-watch", daemon=True)
+    if got:
+        watchdog.start()
     try:
         yield got
     finally:
         if got:
+            done.set()
+            watchdog.join(timeout=10)  # it may be using the lock's connection
             lock.release()
+
+
+LOCK_CHECK = 2.0
+
+
+def _watch_lock(lock: ClockLock, stop: threading.Event, done: threading.Event) -> None:
+    while not done.wait(LOCK_CHECK) and not stop.is_set():
+        if not lock.still_held():
+            log.error("lost the clock lock (the database connection holding it went away) to another clock; stopping")
+            stop.set()
 
 
 def wait_forever(stop: threading.Event) -> None:

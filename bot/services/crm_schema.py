@@ -15,8 +15,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-Text = Annotated[str, Field(min_length=1, max_length=255)]
-LongText = Annotated[str, Field(min_length=1, max_length=2000)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here, named, rather than failing the insert with a 500.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which no text field may hold")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+LongText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
 
 
 def _email(value: str) -> str:
@@ -27,7 +35,7 @@ def _email(value: str) -> str:
     return text.lower()  # emails compare case-insensitively
 
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(_no_nul), AfterValidator(_email)]
 TOUCH_KINDS = ("webinar", "event", "content", "email", "ad", "web", "other")
 
 
@@ -142,8 +150,8 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"]
     id: Text
-    source: Annotated[str, Field(min_length=1, max_length=255)]
-    type: Annotated[str, Field(min_length=1, max_length=64)]
+    source: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+    type: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_nul)]
     time: AwareDatetime
     datacontenttype: str | None = None
     data: Any = None
@@ -155,6 +163,16 @@ class Envelope(BaseModel):
         # takes Unix timestamps and bare dates.
         if not isinstance(value, str) or len(value) < 20 or value[10] not in "Tt ":
             raise ValueError('expected an RFC 3339 timestamp with its offset, such as "2026-11-23T14:05:00Z"')
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _in_utc_range(cls, value: dt.datetime) -> dt.datetime:
+        # 9999-12-31T23:00:00-05:00 is valid RFC 3339 but past what a UTC datetime can hold.
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("out of range: the time in UTC must fall between years 1 and 9999") from None
         return value
 
 

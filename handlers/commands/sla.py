@@ -34,7 +34,8 @@ def register(app: App, deps: Dependencies) -> None:
                 ack(**render("sla_list", clocks=clocks, tz=str(alignment.tz(person))))
                 return
             lead_id = text.split()[0]
-            clocks_of_lead = sla.clocks_of_lead(session, lead_id)
+            # No CRM id holds a NUL, and PostgreSQL refuses one even in a query: answer, don't fail.
+            clocks_of_lead = [] if "\x00" in lead_id else sla.clocks_of_lead(session, lead_id)
             if not clocks_of_lead:
                 raise UserFacingError(
                     f"No SLA clock for lead `{lead_id}`. `/sla` lists yours; the id is the CRM's lead id."
