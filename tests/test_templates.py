@@ -96,7 +96,12 @@ def sla_context(name: str | None = "Dana Scully", **clock: Any) -> dict[str, Any
             "stopped_at": None,
             **clock,
         },
-        "sla": {"name": "mql-first-touch", "version": "2026-09", "within": dt.timedelta(hours=4)},
+        "sla": {
+            "name": "mql-first-touch",
+            "version": "2026-09",
+            "within": dt.timedelta(hours=4),
+            "business_hours": True,
+        },
         "lead": {
             "id": "00Q5e",
             "name": name,
@@ -425,3 +430,13 @@ def test_crm_text_in_sla_messages_never_becomes_markup(name: str) -> None:
     }
     flat = str(render(name, **contexts.get(name, context)))
     assert "<!channel>" not in flat and "<@U0MIA>" not in flat and "<https://evil" not in flat
+
+
+@pytest.mark.parametrize("name", ["sla_yellow", "sla_red", "sla_reassigned"])
+def test_an_sla_on_clock_time_does_not_say_business_time(name: str) -> None:
+    said_business_time = False
+    for context in CONTEXTS[name]:
+        on_clock_time = {**context, "sla": {**context["sla"], "business_hours": False}}
+        assert "business time" not in str(render(name, **on_clock_time))
+        said_business_time |= "business time" in str(render(name, **context))
+    assert said_business_time  # and it is said when the SLA runs on business hours

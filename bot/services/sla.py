@@ -324,7 +324,12 @@ def _context(
             "stage": clock.stage,
             "stopped_at": clock.stopped_at,
         },
-        "sla": {"name": clock.sla_name, "version": clock.sla_version, "within": sla.within if sla else None},
+        "sla": {
+            "name": clock.sla_name,
+            "version": clock.sla_version,
+            "within": sla.within if sla else None,
+            "business_hours": sla.business_hours if sla else True,
+        },
         "lead": {
             "id": info.lead_id,
             "name": info.name,
