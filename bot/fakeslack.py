@@ -94,6 +94,7 @@ class SlackCall:
     status: int
     response: dict[str, Any]
     path: str = ""
+    response_headers: dict[str, str] = field(default_factory=dict)  # e.g. the Retry-After of a 429
 
     @property
     def ok(self) -> bool:
@@ -532,6 +533,13 @@ class FakeSlack:
         with self._lock:
             self._delays.setdefault(method, deque()).append(_Delay(seconds, count, after_effect))
 
+    def clear_faults(self) -> None:
+        """Forget every queued fault and delay, keeping the calls: Slack is back after an outage
+        made of ``fail_next(..., count=<many>)``."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+
     def enforce_rate_limit(self, per_channel_per_second: float | None = 1.0) -> None:
         """Rate-limit ``chat.postMessage`` per conversation; ``None`` (or <= 0) turns it off.
 
@@ -614,7 +622,7 @@ class FakeSlack:
         else:
             with self._lock:
                 reply = effect()
-        self._record(SlackCall(method, body, headers, at, reply.status, reply.payload, path))
+        self._record(SlackCall(method, body, headers, at, reply.status, reply.payload, path, dict(reply.headers)))
         if delay is not None and delay.after_effect:
             time.sleep(delay.seconds)
         return reply

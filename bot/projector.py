@@ -16,11 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
 from bot.config import Alignment
 from bot.db import Database, utcnow
 from bot.services import crm, pipeline
 
 log = logging.getLogger("alignbot.projector")
+#: Failures of the database itself, whatever the event: they never set an event aside.
+DATABASE_AWAY = (OperationalError, InterfaceError, DisconnectionError)
 
 
 class CrmProjector:
@@ -113,6 +117,10 @@ class CrmProjector:
             try:
                 with self.database.session() as session:
                     pipeline.project(session, self.alignment, now=self.clock(), only=[event_id])
+            except DATABASE_AWAY:
+                # The database went away (restart, dropped connection, lock timeout): not this
+                # event's fault. Setting it aside would lose it from the domain; retry later.
+                raise
             except Exception as exc:
                 log.exception("CRM event %d cannot be applied; set aside (it stays stored for a replay)", event_id)
                 with self.database.session() as session:

@@ -1,0 +1,1 @@
+"""Fault and multi-process suites (issue 6): real ``alignbot`` processes, killed, starved and raced."""
