@@ -112,7 +112,7 @@ class CrmProjector:
         the caller retries later).
         """
         with self.database.read_session() as session:
-            ids = crm.waiting(session)[: self.batch]
+            ids = crm.waiting(session, limit=self.batch)
         for event_id in ids:
             try:
                 with self.database.session() as session:

@@ -185,9 +185,10 @@ def set_aside(session: Session, event_id: int, error: str, *, now: dt.datetime) 
     )
 
 
-def waiting(session: Session) -> list[int]:
-    """The ids of the stored events not applied yet, oldest first."""
-    return list(session.scalars(select(CrmEvent.id).where(CrmEvent.applied_at.is_(None)).order_by(CrmEvent.id)))
+def waiting(session: Session, *, limit: int) -> list[int]:
+    """The ids of the first ``limit`` stored events not applied yet, oldest first."""
+    query = select(CrmEvent.id).where(CrmEvent.applied_at.is_(None)).order_by(CrmEvent.id).limit(limit)
+    return list(session.scalars(query))
 
 
 def _apply(
