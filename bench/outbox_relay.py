@@ -1,7 +1,7 @@
 """Benchmark: how fast ``OutboxRelay`` delivers to many channels under Slack's per-channel limit.
 
 N messages per channel are written to the outbox up front (50 channels x 5 = 250 by default),
-then the relay (``pace=1.0``, the default, in its own thread as in production) delivers them to
+then the relay (the default pace of 1.05 s, in its own thread as in production) delivers them to
 a fake Slack that answers 429 to a second ``chat.postMessage`` to one channel within a second.
 
 Figures, per round, measured from what the fake Slack recorded:
@@ -163,7 +163,7 @@ def run_relay(
     fake.reset()
     fake.enforce_rate_limit(1.0)
     counter.arm(len(channels) * per_channel)
-    relay = OutboxRelay(database, relay_client(TOKEN, fake.url))  # pace=1.0, the default
+    relay = OutboxRelay(database, relay_client(TOKEN, fake.url))  # the default pace, 1.05 s
     result = RoundResult("relay", len(channels), per_channel, started=time.time())
     relay.start()
     finished = counter.done.wait(timeout)
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"outbox relay to {count} channels x {per_channel} messages: medians over {rounds} round(s)")
     rows: list[list[Any]] = []
-    for label, kind in (("OutboxRelay (pace=1.0)", "relay"), ("direct WebClient loop, paced", "direct")):
+    for label, kind in (("OutboxRelay (default pace 1.05 s)", "relay"), ("direct WebClient loop, paced", "direct")):
         figures = summary[kind]
         rows.append(
             [

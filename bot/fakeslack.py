@@ -237,6 +237,9 @@ def _describe(call: SlackCall) -> str:
 class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a relay opening eight connections at once
+    # would see SYNs dropped and retried a second later, a delay real Slack never adds.
+    request_queue_size = 128
 
     def __init__(self, fake: FakeSlack) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

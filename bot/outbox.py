@@ -364,12 +364,15 @@ class OutboxRelay:
 
     def _seconds_to_next_work(self) -> float:
         """Until the earliest moment a known message falls due or a paced channel opens."""
-        now = self.clock()
-        moments = [*self._next_slot.values(), *self._paused_until.values()]
+        # Only channels known to have a message waiting count: a slot that opened while a slow
+        # pass ran means "look again now", not "nothing to do until the next poll".
+        moments = list(self._blocked_until.values())
         if self._next_due is not None:
             moments.append(self._next_due)
-        waits = [(moment - now).total_seconds() for moment in moments if moment > now]
-        return min(max(min(waits, default=self.poll_interval), 0.01), self.poll_interval)
+        if not moments:
+            return self.poll_interval
+        wait = (min(moments) - self.clock()).total_seconds()
+        return min(max(wait, 0.01), self.poll_interval)
 
     def drain(self, timeout: float = 30.0) -> int:
         """Deliver until nothing is due now (or ``timeout`` passes); returns how many were sent.
@@ -425,15 +428,17 @@ class OutboxRelay:
                     claims.append(claim)
                 elif self._next_slot.get(channel, now) > now:
                     blocked[channel], waiting = self._next_slot[channel], True
+                else:  # claimed elsewhere, or waiting for the message it refers to: look again shortly
+                    blocked[channel] = now + dt.timedelta(seconds=1)
             if len(claims) > 1 and self.concurrency > 1:
                 outcomes = list(self._executor().map(self._deliver, claims))
             else:
                 outcomes = [self._deliver(claim) for claim in claims]
             after = self.clock()
-            for claim in claims:
-                opens = max(self._paused_until.get(claim.channel, after), self._next_slot.get(claim.channel, after))
-                if opens > after:
-                    blocked[claim.channel] = opens
+            for claim in claims:  # the channel may have more waiting: look when its next slot opens
+                blocked[claim.channel] = max(
+                    self._paused_until.get(claim.channel, after), self._next_slot.get(claim.channel, after)
+                )
             self._next_due = next_due
             self._blocked_until = blocked
             sent = sum(outcomes)
@@ -568,18 +573,23 @@ class OutboxRelay:
         self._next_slot[channel] = taken or now + self.pace
         return False
 
+    def _push_slot(self, session: Session, channel: str, until: dt.datetime) -> None:
+        """No post to ``channel`` before ``until``, by any relay of any process."""
+        session.execute(
+            update(ChannelPace)
+            .where(ChannelPace.channel == channel, ChannelPace.next_slot < until)
+            .values(next_slot=until)
+            .execution_options(synchronize_session=False)
+        )
+        self._next_slot[channel] = max(self._next_slot.get(channel, until), until)
+
     def _pause_channel(self, channel: str, until: dt.datetime) -> None:
         """Slack asked us to leave the channel alone until ``until``: tell every relay."""
         self._paused_until[channel] = until
         if not self.pace:
             return
         with self.database.session() as session:
-            session.execute(
-                update(ChannelPace)
-                .where(ChannelPace.channel == channel, ChannelPace.next_slot < until)
-                .values(next_slot=until)
-                .execution_options(synchronize_session=False)
-            )
+            self._push_slot(session, channel, until)
 
     def _deliver(self, claim: _Claim) -> bool:
         result: _Result | None = None
@@ -587,6 +597,7 @@ class OutboxRelay:
             result = self._find_posted(
                 claim.args.get("channel", claim.channel), claim.key, claim.first_attempt_at, claim.args.get("thread_ts")
             )
+        posted = result is None
         if result is None:
             result = self._send(claim.method, claim.channel, claim.key, claim.args)
 
@@ -594,6 +605,11 @@ class OutboxRelay:
         # Every 429 of this delivery: those slack_sdk waited out, and the one that paused the channel.
         rate_limited = self._take_waited() + (result.retry_after is not None)
         with self.database.session() as session:
+            if posted and self.pace:
+                # The claim reserved a slot a pace after the claim, but the sends of one pass
+                # queue for the pool: the next post to this channel waits a pace after Slack
+                # answered this one, so Slack, whatever the delays, sees them a pace apart.
+                self._push_slot(session, claim.channel, now + self.pace)
             msg = session.get(OutboxMessage, claim.id)
             if msg is None or msg.claim_token != claim.token:
                 return False

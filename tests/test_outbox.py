@@ -203,3 +203,43 @@ def test_a_burst_to_many_people_is_sent_side_by_side_once_each(database: Databas
     # Each answer takes 0.2 s: one send at a time would space the arrivals 0.2 s apart at least.
     arrivals = sorted(c.at for c in fake_slack.posts())
     assert min(b - a for a, b in itertools.pairwise(arrivals)) < 0.1
+
+
+def test_slack_sees_posts_to_a_channel_a_pace_apart_even_when_one_arrives_late(
+    database: Database, fake_slack: FakeSlack
+) -> None:
+    """The pace counts from Slack's answer, not from the claim: a post that took its time
+    (a slow network, a send queued behind others) must not let the next one in too soon."""
+    fake_slack.enforce_rate_limit(1.0)
+    fake_slack.delay_next("chat.postMessage", seconds=0.6, after_effect=False)  # arrives 0.6 s late
+    put(database, "first")
+    put(database, "second")
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
+    assert relay.drain(timeout=10) == 2
+    relay.stop()
+    assert texts(fake_slack, "C0WINS") == ["message first", "message second"]
+    assert fake_slack.rate_limited == 0
+    first, second = (c.at for c in fake_slack.posts("C0WINS"))
+    assert second - first >= 1.0
+
+
+def test_a_channel_that_opened_during_a_slow_pass_is_served_without_waiting_for_the_poll(
+    database: Database, fake_slack: FakeSlack
+) -> None:
+    """A pass slower than the pace (one slow answer) leaves every slot open when it ends: the
+    relay must look again then, not sleep until its next poll."""
+    for i in range(2):
+        put(database, f"w{i}")
+        put(database, f"v{i}", channel="C0VOC")
+    fake_slack.delay_next("chat.postMessage", seconds=1.3, after_effect=True)
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05, poll_interval=30).start()
+    try:
+        fake_slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 4, timeout=5)
+    finally:
+        relay.stop()
+    assert sorted(texts(fake_slack, "C0WINS") + texts(fake_slack, "C0VOC")) == [
+        "message v0",
+        "message v1",
+        "message w0",
+        "message w1",
+    ]
