@@ -76,6 +76,11 @@ ACCESS_ERRORS = frozenset({"invalid_auth", "account_inactive", "token_revoked", 
 MAX_BACKOFF = dt.timedelta(minutes=5)
 #: Messages whose reader acts on their moment (SLA flags, meeting reminders): delivered this long
 #: after it (Slack was down or slow), they say so, so nobody reads a stale flag as news.
+#: The methods Slack limits per channel (about one message a second): the relay paces these per
+#: channel. Edits (``chat.update``, Tier 3) are limited per workspace, not per channel, so an edit
+#: waits only for the messages before it in its channel, and a 429 still slows it down.
+PACED_METHODS = frozenset({"chat.postMessage"})
+
 LATE_NOTICE_KINDS = ("sla.yellow", "sla.red", "sla.folded", "meeting.reminder")
 LATE_NOTICE_AFTER = dt.timedelta(minutes=5)
 #: Errors of the history check that say it can never work: then a resend beats holding the message.
@@ -413,12 +418,13 @@ class OutboxRelay:
             next_due: dt.datetime | None = None
             blocked: dict[str, dt.datetime] = {}
             claims: list[_Claim] = []
-            for message_id, channel, due in heads:
+            for message_id, channel, method, due in heads:
                 now = self.clock()
-                opens = max(due, self._paused_until.get(channel, now), self._next_slot.get(channel, now))
+                slot = self._next_slot.get(channel, now) if method in PACED_METHODS else now
+                opens = max(due, self._paused_until.get(channel, now), slot)
                 if opens > now:
                     blocked[channel] = opens
-                    if self._next_slot.get(channel, now) >= opens:
+                    if slot >= opens:
                         waiting = True  # paced: due within a second
                     else:
                         next_due = opens if next_due is None else min(next_due, opens)
@@ -426,7 +432,7 @@ class OutboxRelay:
                 claim = self._claim(message_id, channel, now)
                 if claim is not None:
                     claims.append(claim)
-                elif self._next_slot.get(channel, now) > now:
+                elif method in PACED_METHODS and self._next_slot.get(channel, now) > now:
                     blocked[channel], waiting = self._next_slot[channel], True
                 else:  # claimed elsewhere, or waiting for the message it refers to: look again shortly
                     blocked[channel] = now + dt.timedelta(seconds=1)
@@ -437,7 +443,8 @@ class OutboxRelay:
             after = self.clock()
             for claim in claims:  # the channel may have more waiting: look when its next slot opens
                 blocked[claim.channel] = max(
-                    self._paused_until.get(claim.channel, after), self._next_slot.get(claim.channel, after)
+                    self._paused_until.get(claim.channel, after),
+                    self._next_slot.get(claim.channel, after) if claim.method in PACED_METHODS else after,
                 )
             self._next_due = next_due
             self._blocked_until = blocked
@@ -488,19 +495,19 @@ class OutboxRelay:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="outbox-send")
         return self._pool
 
-    def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, dt.datetime]]:
+    def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, str, dt.datetime]]:
         """The oldest undelivered message of each channel, so each channel keeps its order."""
         pending = and_(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
         heads = select(func.min(OutboxMessage.id).label("id")).where(pending).group_by(OutboxMessage.channel).subquery()
         stmt = (
-            select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.next_attempt_at)
+            select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.method, OutboxMessage.next_attempt_at)
             .join(heads, heads.c.id == OutboxMessage.id)
             .where(or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(self.batch)
         )
         with self.database.read_session() as session:
-            return [(row.id, row.channel, row.next_attempt_at) for row in session.execute(stmt)]
+            return [(row.id, row.channel, row.method, row.next_attempt_at) for row in session.execute(stmt)]
 
     def _claim(self, message_id: int, channel: str, now: dt.datetime) -> _Claim | None:
         """Claim a message and its channel's next slot, in one transaction; None if either is taken.
@@ -527,7 +534,7 @@ class OutboxRelay:
                 if msg.failed_at is None:
                     msg.next_attempt_at = now + dt.timedelta(seconds=1)
                 return None
-            if not self._take_slot(session, channel, now):
+            if msg.method in PACED_METHODS and not self._take_slot(session, channel, now):
                 session.rollback()
                 return None
             token = secrets.token_hex(8)
@@ -605,7 +612,7 @@ class OutboxRelay:
         # Every 429 of this delivery: those slack_sdk waited out, and the one that paused the channel.
         rate_limited = self._take_waited() + (result.retry_after is not None)
         with self.database.session() as session:
-            if posted and self.pace:
+            if posted and self.pace and claim.method in PACED_METHODS:
                 # The claim reserved a slot a pace after the claim, but the sends of one pass
                 # queue for the pool: the next post to this channel waits a pace after Slack
                 # answered this one, so Slack, whatever the delays, sees them a pace apart.

@@ -243,3 +243,23 @@ def test_a_channel_that_opened_during_a_slow_pass_is_served_without_waiting_for_
         "message w0",
         "message w1",
     ]
+
+
+def test_an_edit_does_not_wait_for_the_channels_pace_but_the_next_post_still_does(
+    database: Database, fake_slack: FakeSlack
+) -> None:
+    """Slack limits posts per channel (about one a second) but edits per workspace: marking a
+    feedback item acted on must not queue behind the channel's posts a second each."""
+    fake_slack.enforce_rate_limit(1.0)
+    put(database, "post")
+    put(database, "edit", method="chat.update", target_key="post")
+    put(database, "next post")
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
+    assert relay.drain(timeout=10) == 3
+    relay.stop()
+    [first, following] = fake_slack.posts("C0WINS")
+    [edit] = fake_slack.calls_to("chat.update")
+    assert edit.body["ts"] == first.response["ts"]
+    assert first.at < edit.at < first.at + 0.5  # right after the post it edits
+    assert following.at - first.at >= 1.0  # posts keep their pace
+    assert fake_slack.rate_limited == 0
