@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.app import Dependencies
 from bot.crm_signature import HEADER, verify
-from bot.group_commit import GroupCommit
 from bot.projector import CrmProjector
 from bot.services import crm
-from bot.services.crm_schema import CrmEventIn, validate_events
+from bot.services.crm_schema import validate_events
 
 log = logging.getLogger("alignbot.crm")
 
@@ -95,10 +94,6 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
     the projector applies them (at once, when ``deps`` has no projector thread).
     """
     projector = deps.projector or CrmProjector(deps.database, deps.alignment, clock=deps.clock, inline=True)
-    # Requests of this worker that store at the same moment share one transaction.
-    storing: GroupCommit[Sequence[CrmEventIn], crm.IngestResult] = GroupCommit(
-        deps.database, lambda session, requests: crm.accept_many(session, requests, now=deps.clock())
-    )
 
     def receive(headers: Mapping[str, str], body: bytes) -> Answer:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -113,8 +108,8 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
             checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
             if checked.problems:
                 return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
-            stored = storing.write(checked.events)
-        result = crm.IngestResult(accepted=stored.accepted, duplicates=stored.duplicates, ignored=checked.ignored)
+            with deps.database.session() as session:
+                result = crm.accept(session, checked.events, now=deps.clock(), ignored=checked.ignored)
         if result.accepted:
             projector.wake()
         return Answer(202, result.as_dict())

@@ -119,22 +119,6 @@ def accept(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime, 
     return IngestResult(accepted=len(new), duplicates=duplicates, ignored=ignored)
 
 
-def accept_many(session: Session, requests: Sequence[Sequence[CrmEventIn]], *, now: dt.datetime) -> list[IngestResult]:
-    """:func:`accept` for the events of several requests in one statement (a group commit).
-
-    Each request gets the counts it would have got alone, in order: an event that two requests
-    of the group both carry is new for the first and a duplicate for the second.
-    """
-    new, _ = store(session, [event for events in requests for event in events], now=now)
-    fresh = {(e.source, e.event_id) for e in new}
-    results = []
-    for events in requests:
-        mine = {(e.source, e.event_id) for e in events} & fresh
-        fresh -= mine
-        results.append(IngestResult(accepted=len(mine), duplicates=len(events) - len(mine)))
-    return results
-
-
 def ingest(
     session: Session,
     alignment: Alignment,
