@@ -74,6 +74,7 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime]
     not_before: Mapped[dt.datetime]
     next_attempt_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]  # not sent from then on (a reminder once its meeting started)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     in_flight: Mapped[bool] = mapped_column(default=False)
     first_attempt_at: Mapped[dt.datetime | None]

@@ -116,12 +116,15 @@ def enqueue(
     thread_key: str | None = None,
     target_key: str | None = None,
     not_before: dt.datetime | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> bool:
     """Write a message to send, once per ``key``, in ``session``'s transaction.
 
     Returns whether it was new. ``thread_key`` posts it as a reply in the thread of that
     message; ``target_key`` (with ``chat.update``) edits that message. ``not_before`` holds
-    it back (quiet hours). The relay is woken after the commit.
+    it back (quiet hours). ``expires_at``: not sent from that moment on, if Slack was down or
+    the workspace held the outbox until then (it is set aside, and says why). The relay is
+    woken after the commit.
     """
     when = max(now, not_before) if not_before else now
     values = {
@@ -135,6 +138,7 @@ def enqueue(
         "created_at": now,
         "not_before": when,
         "next_attempt_at": when,
+        "expires_at": expires_at,
         "attempts": 0,
         "in_flight": False,
     }
@@ -249,6 +253,7 @@ class _Claim:
     args: dict[str, Any]
     uncertain: bool
     first_attempt_at: dt.datetime
+    expires_at: dt.datetime | None = None
 
 
 @dataclass
@@ -527,6 +532,13 @@ class OutboxRelay:
             msg = session.scalars(query).first()
             if msg is None:
                 return None
+            if msg.expires_at is not None and now >= msg.expires_at and not msg.in_flight:
+                # Pointless now (a reminder of a meeting that has started): set aside, never sent.
+                msg.failed_at = now
+                msg.last_error = f"expired at {msg.expires_at.isoformat()} before it could be sent"
+                metrics.increment(session, metrics.MESSAGES_FAILED, {"kind": msg.kind}, now=now)
+                log.warning("not sending %s to %s: it expired at %s", msg.key, msg.channel, msg.expires_at)
+                return None
             args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
             if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
                 mark_late(args, due=msg.not_before, now=now)
@@ -547,6 +559,7 @@ class OutboxRelay:
                 args=args,
                 uncertain=msg.in_flight,
                 first_attempt_at=msg.first_attempt_at or now,
+                expires_at=msg.expires_at,
             )
             msg.claim_token = token
             msg.claimed_until = now + self.lease
@@ -604,8 +617,14 @@ class OutboxRelay:
             result = self._find_posted(
                 claim.args.get("channel", claim.channel), claim.key, claim.first_attempt_at, claim.args.get("thread_ts")
             )
-        posted = result is None
-        if result is None:
+        posted = False
+        if result is None and claim.expires_at is not None and self.clock() >= claim.expires_at:
+            # An earlier send may have landed (the look-up above found nothing): never send it now.
+            result = _Result(
+                _Outcome.FAILED, error=f"expired at {claim.expires_at.isoformat()} before it could be sent"
+            )
+        elif result is None:
+            posted = True
             result = self._send(claim.method, claim.channel, claim.key, claim.args)
 
         now = self.clock()

@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
+from sqlalchemy import select
 
 from bot.app import Dependencies
 from bot.config import Alignment, Meeting
 from bot.db import Database
 from bot.fakeslack import FakeSlack
+from bot.models import OutboxMessage
 from bot.outbox import OutboxRelay
 from bot.services import feedback, meetings, pipeline
 from bot.services.crm_schema import validate_events
@@ -351,3 +353,21 @@ def test_a_meeting_without_reminders_or_meetings_sends_nothing(
         assert meetings_tick(quiet) == 0
         relay.drain()
     assert fake_slack.posts() == []
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_reminder_held_back_by_a_slack_outage_until_the_meeting_started_is_never_sent(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay, status: int
+) -> None:
+    # The 15-minute reminder of Tue Nov 3 10:00 EST falls due while every post fails.
+    fake_slack.fail_next("chat.postMessage", status=status, count=1000, retry_after=600 if status == 429 else None)
+    assert tick(deps, relay, "2026-11-03T14:45:00Z") == 1
+    assert fake_slack.posts("C0SALES") == []
+    fake_slack.clear_faults()  # Slack is back two minutes into the meeting
+    with freeze_time("2026-11-03T15:02:00Z"):
+        relay.drain()
+    assert fake_slack.posts("C0SALES") == []  # "in 15 minutes" after the start would mislead
+    with deps.database.read_session() as session:
+        [row] = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "meeting.reminder")).all()
+    assert row.failed_at is not None and row.delivered_at is None
+    assert "expired at 2026-11-03T15:00:00+00:00" in (row.last_error or "")

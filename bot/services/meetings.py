@@ -736,5 +736,6 @@ def send_due_reminders(session: Session, alignment: Alignment, *, now: dt.dateti
             channel=occurrence.channel,
             message=Message(text=data["text"], blocks=data.get("blocks")),
             now=now,
+            expires_at=occurrence.starts_at,  # held back by an outage past the start: not sent at all
         )
     return queued
