@@ -31,10 +31,24 @@ def slack_escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
 def clip(value: object, limit: int = 2800) -> str:
-    """Shorten text to ``limit`` characters, marking the cut."""
+    """Shorten text to ``limit`` characters, marking the cut.
+
+    Clip after escaping (``slack | clip``), so the limit holds for what Slack receives; the cut
+    never splits an escape (``&amp;`` would show as "&am") or a mention, link or date token
+    (``<@U123>`` would show as raw markup): it moves back before them.
+    """
     text = str(value)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    opened = cut.rfind("<")
+    if opened > cut.rfind(">"):
+        cut = cut[:opened]
+    return _PARTIAL_ENTITY.sub("", cut).rstrip() + "…"
 
 
 def mention(user_id: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +441,19 @@ def test_an_sla_on_clock_time_does_not_say_business_time(name: str) -> None:
         assert "business time" not in str(render(name, **on_clock_time))
         said_business_time |= "business time" in str(render(name, **context))
     assert said_business_time  # and it is said when the SLA runs on business hours
+
+
+@pytest.mark.parametrize("tail", ["&", "<", ">", "<@U0AVA>"])
+def test_a_clipped_field_never_ends_in_half_an_escape_or_half_a_mention(tail: str) -> None:
+    """A definition full of ``&`` escapes to five times its length: the cut must stay within
+    Slack's 2,000 characters a field and must not leave "&am" or "<@U0A" for people to read."""
+    changes = vocabulary_contexts(hostile=("R&D " + tail) * 400)["vocabulary_changed"][0]["changes"]
+    data = render("vocabulary_changed", changes=changes, more=0)
+    fields = [f["text"] for b in data["blocks"] if b["type"] == "section" for f in b.get("fields", [])]
+    assert fields
+    clipped = [line[:-1] for field in fields for line in field.split("\n") if line.endswith("…")]
+    assert clipped, "the definition was long enough to be clipped"
+    assert all(len(field) <= 2000 for field in fields)
+    for kept in clipped:
+        assert not re.search(r"&[a-z]*$", kept), kept[-12:]
+        assert kept.rfind("<") <= kept.rfind(">"), kept[-12:]
