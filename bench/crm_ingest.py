@@ -434,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                     check=check,
                     timeout=60,
                     sample=300,
+                    server_pid=servers[side].process.pid,
                 )
 
             single_checks = {"bare": expect(None), "alignbot": expect(1)}

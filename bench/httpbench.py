@@ -239,6 +239,7 @@ class RoundResult:
     by_label: dict[str, list[float]] = field(default_factory=dict)
     notes: list[Any] = field(default_factory=list)  # what the checks kept (e.g. the ids answered)
     client_cpu: float = float("nan")  # CPU seconds of this process (the clients) per wall second
+    server_cpu_ms: float = float("nan")  # CPU of the server's workers per request sent, in ms
 
     @property
     def requests_per_s(self) -> float:
@@ -260,9 +261,31 @@ class RoundResult:
 
     def latency_note(self) -> str:
         """The end of a round's line: latencies, client CPU, bad answers."""
+        server = f", server CPU {self.server_cpu_ms:.2f} ms/req" if self.server_cpu_ms == self.server_cpu_ms else ""
         return (
-            f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, client CPU {self.client_cpu:.0%}, {len(self.bad)} bad"
+            f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, client CPU {self.client_cpu:.0%}{server}, "
+            f"{len(self.bad)} bad"
         )
+
+
+def workers_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) the children of process ``pid`` (gunicorn's workers) have used; Linux only.
+
+    Read before and after a round, it says what a request costs the server, which the
+    throughput alone does not: both sides share the machine's cores with the clients.
+    """
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    ticks = 0
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_round(
@@ -276,13 +299,15 @@ def run_round(
     check: Check,
     timeout: float = 15.0,
     sample: int = 200,
+    server_pid: int | None = None,
 ) -> RoundResult:
     """POST requests to ``path`` from ``clients`` keep-alive connections for ``seconds``, in a closed loop.
 
     Every client sends its next request as soon as it has the answer to the last one, so the rate
     measured is what the server sustains with that many requests in flight. ``next_request(n)``
     builds the n-th request of the round (signed just before it is sent); ``check`` judges each
-    answer. Up to five bad answers keep ``sample`` bytes of their body.
+    answer. Up to five bad answers keep ``sample`` bytes of their body. With ``server_pid`` (the
+    gunicorn arbiter) the CPU its workers used over the round is reported per request.
     """
     tickets = itertools.count()  # next() on a count is atomic under the GIL
     per_client: list[list[float]] = [[] for _ in range(clients)]
@@ -336,11 +361,13 @@ def run_round(
     start.wait()
     began = time.perf_counter()
     cpu_began = time.process_time()
+    server_began = workers_cpu_seconds(server_pid) if server_pid else float("nan")
     deadline[0] = began + seconds
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
+    server_cpu = (workers_cpu_seconds(server_pid) if server_pid else float("nan")) - server_began
     merged: dict[str, list[float]] = {}
     for chunk in by_label:
         for label, values in chunk.items():
@@ -356,6 +383,7 @@ def run_round(
         by_label=merged,
         notes=[note for chunk in notes for note in chunk],
         client_cpu=cpu / elapsed if elapsed else float("nan"),
+        server_cpu_ms=server_cpu * 1000 / sum(sent) if sum(sent) else float("nan"),
     )
 
 
