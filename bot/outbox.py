@@ -74,13 +74,12 @@ PERMANENT_ERRORS = frozenset(
 #: send is held, not failed, until a working token is seen (bot.services.slack_access).
 ACCESS_ERRORS = frozenset({"invalid_auth", "account_inactive", "token_revoked", "token_expired", "not_authed"})
 MAX_BACKOFF = dt.timedelta(minutes=5)
-#: Messages whose reader acts on their moment (SLA flags, meeting reminders): delivered this long
-#: after it (Slack was down or slow), they say so, so nobody reads a stale flag as news.
 #: The methods Slack limits per channel (about one message a second): the relay paces these per
 #: channel. Edits (``chat.update``, Tier 3) are limited per workspace, not per channel, so an edit
 #: waits only for the messages before it in its channel, and a 429 still slows it down.
 PACED_METHODS = frozenset({"chat.postMessage"})
-
+#: Messages whose reader acts on their moment (SLA flags, meeting reminders): delivered this long
+#: after it (Slack was down or slow), they say so, so nobody reads a stale flag as news.
 LATE_NOTICE_KINDS = ("sla.yellow", "sla.red", "sla.folded", "meeting.reminder")
 LATE_NOTICE_AFTER = dt.timedelta(minutes=5)
 #: Errors of the history check that say it can never work: then a resend beats holding the message.
