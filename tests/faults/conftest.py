@@ -439,6 +439,33 @@ def stream(load: Load, rng: random.Random, tag: str, until: threading.Event, pau
         until.wait(rng.uniform(pause / 4, pause))
 
 
+class Senders:
+    """``count`` :func:`stream` threads side by side, each seeded from ``rng``, ids tagged ``<tag><i>``.
+
+    ``until`` is the event that ends them (tests also wait on it as their clock); :meth:`stop`
+    sets it and waits for the threads.
+    """
+
+    def __init__(
+        self, webs: list[Service], fake: FakeSlack, ledger: Ledger, rng: random.Random, tag: str, count: int
+    ) -> None:
+        self.until = threading.Event()
+        self._threads = []
+        for i in range(count):
+            sender_rng = random.Random(rng.random())
+            load = Load(webs, fake, ledger, sender_rng)
+            self._threads.append(
+                threading.Thread(target=stream, args=(load, sender_rng, f"{tag}{i}", self.until), daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self.until.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+
 # --- the oracle -----------------------------------------------------------------------------------
 
 

@@ -10,13 +10,12 @@ the fake Slack exactly once. Short form 5 trials; ``ALIGNBOT_FAULTS=full``: 50.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 
 from bot.db import Database
 from bot.fakeslack import FakeSlack
-from tests.faults.conftest import SEED, Cluster, Ledger, Load, assert_once, size, stream
+from tests.faults.conftest import SEED, Cluster, Ledger, Senders, assert_once, size
 
 
 def test_kill9_of_web_or_clock_at_random_moments_loses_nothing_and_sends_nothing_twice(
@@ -29,14 +28,8 @@ def test_kill9_of_web_or_clock_at_random_moments_loses_nothing_and_sends_nothing
     clock.wait_ready()
 
     ledger = Ledger()
-    stop = threading.Event()
-    senders = []
-    for i in range(2):
-        sender_rng = random.Random(rng.random())
-        load = Load([web], fake_slack, ledger, sender_rng)
-        senders.append(threading.Thread(target=stream, args=(load, sender_rng, f"s{i}", stop), daemon=True))
-    for sender in senders:
-        sender.start()
+    senders = Senders([web], fake_slack, ledger, rng, "s", 2)
+    stop = senders.until
 
     killed: Counter[str] = Counter()
     started = time.monotonic()
@@ -51,9 +44,7 @@ def test_kill9_of_web_or_clock_at_random_moments_loses_nothing_and_sends_nothing
             victim.start()
             victim.wait_ready()
     finally:
-        stop.set()
-        for sender in senders:
-            sender.join(timeout=120)
+        senders.stop(timeout=120)
 
     streamed = time.monotonic() - started
     kinds = assert_once(database, fake_slack, ledger)

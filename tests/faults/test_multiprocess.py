@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-import threading
 import time
 from typing import Any
 
@@ -24,13 +23,13 @@ from tests.faults.conftest import (
     Cluster,
     Ledger,
     Load,
+    Senders,
     assert_once,
     handoff,
     now_utc,
     post_key,
     requires_postgres,
     size,
-    stream,
     wait_until,
 )
 
@@ -78,14 +77,8 @@ def test_two_webs_and_two_clocks_on_postgres_send_each_message_once_and_one_cloc
     second.wait_for_log("another clock is running against this database; waiting")
 
     ledger = Ledger()
-    stop = threading.Event()
-    senders = []
-    for i in range(3):
-        sender_rng = random.Random(rng.random())
-        load = Load(webs, fake_slack, ledger, sender_rng)
-        senders.append(threading.Thread(target=stream, args=(load, sender_rng, f"m{i}", stop), daemon=True))
-    for sender in senders:
-        sender.start()
+    senders = Senders(webs, fake_slack, ledger, rng, "m", 3)
+    stop = senders.until
 
     # Hand-offs for the buttons: the yellow flag is out at once, the red ~14 s away; the owner clicks.
     clicker = Load(webs, fake_slack, ledger, random.Random(rng.random()))
@@ -119,9 +112,7 @@ def test_two_webs_and_two_clocks_on_postgres_send_each_message_once_and_one_cloc
         clicker.crm([handoff(lead, "chloe.park@northwind.example", after) for lead in orphans])
         stop.wait(size(3, 30))
     finally:
-        stop.set()
-        for sender in senders:
-            sender.join(timeout=60)
+        senders.stop(timeout=60)
 
     with ledger.lock:
         ledger.handoffs -= clicked  # a lead marked contacted before its deadline gets no red flag

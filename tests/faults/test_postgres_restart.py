@@ -30,11 +30,10 @@ from tests.faults.conftest import (
     SEED,
     Cluster,
     Ledger,
-    Load,
+    Senders,
     assert_once,
     requires_postgres,
     size,
-    stream,
     wait_until,
 )
 
@@ -145,14 +144,8 @@ def test_postgres_going_away_under_load_loses_nothing_accepted_and_one_clock_sti
         second.wait_for_log("another clock is running")
 
         ledger = Ledger()
-        stop = threading.Event()
-        senders = []
-        for i in range(2):
-            sender_rng = random.Random(rng.random())
-            load = Load([web], fake_slack, ledger, sender_rng)
-            senders.append(threading.Thread(target=stream, args=(load, sender_rng, f"p{i}", stop), daemon=True))
-        for sender in senders:
-            sender.start()
+        senders = Senders([web], fake_slack, ledger, rng, "p", 2)
+        stop = senders.until
         try:
             for _ in range(size(1, 3)):
                 stop.wait(rng.uniform(1.0, 2.5))
@@ -162,9 +155,7 @@ def test_postgres_going_away_under_load_loses_nothing_accepted_and_one_clock_sti
                 restart_postgres()
             stop.wait(3.0)  # the load goes on after: the processes must have reconnected
         finally:
-            stop.set()
-            for sender in senders:
-                sender.join(timeout=90)
+            senders.stop(timeout=90)
 
         kinds = assert_once(database, fake_slack, ledger, settle=120)
         assert web.alive, web.current_log()[-3000:]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 from collections import defaultdict
 
 from bot.db import Database
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.outbox import retry_after_seconds
-from tests.faults.conftest import SEED, Cluster, Ledger, Load, assert_once, size, stream
+from tests.faults.conftest import SEED, Cluster, Ledger, Senders, assert_once, size
 
 #: How early a post may come after a 429's Retry-After (clock reading and scheduling jitter).
 SLACK = 0.05
@@ -32,14 +31,8 @@ def test_429_storms_slow_the_pace_and_lose_or_double_nothing(
     fake_slack.enforce_rate_limit(1.0)
     storms: list[int] = []
     ledger = Ledger()
-    stop = threading.Event()
-    senders = []
-    for i in range(size(1, 2)):
-        sender_rng = random.Random(rng.random())
-        load = Load([web], fake_slack, ledger, sender_rng)
-        senders.append(threading.Thread(target=stream, args=(load, sender_rng, f"r{i}", stop), daemon=True))
-    for sender in senders:
-        sender.start()
+    senders = Senders([web], fake_slack, ledger, rng, "r", size(1, 2))
+    stop = senders.until
     started = time.monotonic()
     try:
         for _ in range(size(3, 20)):
@@ -50,9 +43,7 @@ def test_429_storms_slow_the_pace_and_lose_or_double_nothing(
                 "chat.postMessage", status=429, retry_after=retry_after, count=rng.randint(2, size(4, 8))
             )
     finally:
-        stop.set()
-        for sender in senders:
-            sender.join(timeout=60)
+        senders.stop(timeout=60)
     streamed = time.monotonic() - started
     kinds = assert_once(database, fake_slack, ledger, settle=120)
 

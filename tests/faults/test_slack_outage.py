@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 from collections import defaultdict
 
 from sqlalchemy import select
@@ -33,12 +32,11 @@ from tests.faults.conftest import (
     SEED,
     Cluster,
     Ledger,
-    Load,
+    Senders,
     assert_once,
     handoff,
     post_key,
     size,
-    stream,
 )
 
 #: Every method the relay calls: down together, as Slack is in an outage.
@@ -77,12 +75,8 @@ def test_real_processes_deliver_everything_once_and_in_order_after_slack_comes_b
     web.wait_ready()
     clock.wait_ready()
     ledger = Ledger()
-    stop = threading.Event()
-    sender_rng = random.Random(rng.random())
-    sender = threading.Thread(
-        target=stream, args=(Load([web], fake_slack, ledger, sender_rng), sender_rng, "out", stop), daemon=True
-    )
-    sender.start()
+    sender = Senders([web], fake_slack, ledger, rng, "out", 1)
+    stop = sender.until
     try:
         stop.wait(1.0)
         slack_down(fake_slack, status=rng.choice([500, 502, 503]))
@@ -90,8 +84,7 @@ def test_real_processes_deliver_everything_once_and_in_order_after_slack_comes_b
         during = len(fake_slack.posts())
         fake_slack.clear_faults()
     finally:
-        stop.set()
-        sender.join(timeout=60)
+        sender.stop(timeout=60)
     assert_once(database, fake_slack, ledger, settle=120)
     assert_in_order_within_each_channel(database, fake_slack)
     refused = [c for c in fake_slack.calls_to("chat.postMessage") if c.status >= 500]
