@@ -194,6 +194,45 @@ class Database:
                 session.close()
 
     @contextlib.contextmanager
+    def driver_transaction(self) -> Iterator[Any]:
+        """One write transaction on the driver's own connection: yields a DBAPI cursor.
+
+        For the hottest write, a CRM request storing its events, where the ORM session and the
+        Core execution context cost as much as SQLite's own work. Same write turn, same
+        ``BEGIN IMMEDIATE`` on SQLite; commits when the block succeeds, rolls back when it
+        raises. A connection that the database dropped under it is discarded from the pool, so
+        the next checkout reconnects. The caller encodes the values (see ``bind_processors``).
+        """
+        with self._write_turn:
+            connection = self.engine.raw_connection()
+            cursor = connection.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                if self.is_sqlite:
+                    cursor.execute("COMMIT")
+                else:
+                    connection.commit()
+            except BaseException as exc:
+                dbapi = self.engine.dialect.loaded_dbapi
+                if isinstance(exc, dbapi.Error) and self.engine.dialect.is_disconnect(
+                    exc, connection.dbapi_connection, cursor
+                ):
+                    connection.invalidate(exc)
+                else:
+                    with contextlib.suppress(dbapi.Error):
+                        if self.is_sqlite:
+                            cursor.execute("ROLLBACK")
+                        else:
+                            connection.rollback()
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+                connection.close()  # back to the pool (or gone, if invalidated)
+
+    @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
         """A session for reading only: on SQLite it takes no write lock (writes in it would fail)."""
         session = self._read_sessionmaker()

@@ -108,8 +108,7 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
             checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
             if checked.problems:
                 return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
-            with deps.database.session() as session:
-                result = crm.accept(session, checked.events, now=deps.clock(), ignored=checked.ignored)
+            result = crm.accept(deps.database, checked.events, now=deps.clock(), ignored=checked.ignored)
         if result.accepted:
             projector.wake()
         return Answer(202, result.as_dict())
