@@ -26,8 +26,7 @@ def test_projector_does_not_set_events_aside_when_the_database_goes_away(
     was set aside for good: an accepted hand-off never became a lead, and its SLA never ran."""
     now = dt.datetime(2026, 3, 4, 15, 0, tzinfo=dt.UTC)
     checked = validate_events([handoff("L-DB-1", "ava.ross@northwind.example", now)], stages=["MQL"])
-    with database.session() as session:
-        crm.accept(session, checked.events, now=now)
+    crm.accept(database, checked.events, now=now)
 
     def database_away(*args: Any, **kwargs: Any) -> int:
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
