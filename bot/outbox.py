@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 import urllib.error
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -264,6 +264,17 @@ class _Result:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """A claim and what came of it: ``posted`` if a send was made, when Slack answered, its 429s."""
+
+    claim: _Claim
+    result: _Result
+    posted: bool
+    answered_at: dt.datetime
+    rate_limited: int
+
+
 class OutboxRelay:
     """Delivers due outbox messages to Slack, paced per channel; runs as a thread or pass by pass."""
 
@@ -410,9 +421,12 @@ class OutboxRelay:
     def _pass(self) -> tuple[int, bool]:
         """Returns (sent, whether more is due within a pacing interval).
 
-        The head message of every ready channel is claimed first, then the claims are sent
-        side by side (one per channel, so each channel keeps its order): a burst to many
-        people goes out at the speed of Slack, not of one HTTP call after another.
+        The head message of every ready channel is claimed first, all in one transaction;
+        then the claims are sent side by side (one per channel, so each channel keeps its
+        order), and what Slack answered is recorded, again in one transaction: a burst to many
+        people goes out at the speed of Slack, not of one HTTP call (and two commits) after
+        another. A message stays claimed until its answer is recorded, so no other relay
+        posts to its channel in between.
         """
         with self._pass_lock:
             if self._access_held():
@@ -422,28 +436,30 @@ class OutboxRelay:
             next_due: dt.datetime | None = None
             blocked: dict[str, dt.datetime] = {}
             claims: list[_Claim] = []
-            for message_id, channel, method, due in heads:
-                now = self.clock()
-                slot = self._next_slot.get(channel, now) if method in PACED_METHODS else now
-                opens = max(due, self._paused_until.get(channel, now), slot)
-                if opens > now:
-                    blocked[channel] = opens
-                    if slot >= opens:
-                        waiting = True  # paced: due within a second
-                    else:
-                        next_due = opens if next_due is None else min(next_due, opens)
-                    continue
-                claim = self._claim(message_id, channel, now)
-                if claim is not None:
-                    claims.append(claim)
-                elif method in PACED_METHODS and self._next_slot.get(channel, now) > now:
-                    blocked[channel], waiting = self._next_slot[channel], True
-                else:  # claimed elsewhere, or waiting for the message it refers to: look again shortly
-                    blocked[channel] = now + dt.timedelta(seconds=1)
+            with self.database.session() as session:
+                for message_id, channel, method, due in heads:
+                    now = self.clock()
+                    slot = self._next_slot.get(channel, now) if method in PACED_METHODS else now
+                    opens = max(due, self._paused_until.get(channel, now), slot)
+                    if opens > now:
+                        blocked[channel] = opens
+                        if slot >= opens:
+                            waiting = True  # paced: due within a second
+                        else:
+                            next_due = opens if next_due is None else min(next_due, opens)
+                        continue
+                    claim = self._claim(session, message_id, channel, now)
+                    if claim is not None:
+                        claims.append(claim)
+                    elif method in PACED_METHODS and self._next_slot.get(channel, now) > now:
+                        blocked[channel], waiting = self._next_slot[channel], True
+                    else:  # claimed elsewhere, or waiting for the message it refers to: look again shortly
+                        blocked[channel] = now + dt.timedelta(seconds=1)
             if len(claims) > 1 and self.concurrency > 1:
-                outcomes = list(self._executor().map(self._deliver, claims))
+                attempts = list(self._executor().map(self._attempt, claims))
             else:
-                outcomes = [self._deliver(claim) for claim in claims]
+                attempts = [self._attempt(claim) for claim in claims]
+            outcomes = self._record(attempts)
             after = self.clock()
             for claim in claims:  # the channel may have more waiting: look when its next slot opens
                 blocked[claim.channel] = max(
@@ -513,60 +529,60 @@ class OutboxRelay:
         with self.database.read_session() as session:
             return [(row.id, row.channel, row.method, row.next_attempt_at) for row in session.execute(stmt)]
 
-    def _claim(self, message_id: int, channel: str, now: dt.datetime) -> _Claim | None:
-        """Claim a message and its channel's next slot, in one transaction; None if either is taken.
+    def _claim(self, session: Session, message_id: int, channel: str, now: dt.datetime) -> _Claim | None:
+        """Claim a message and its channel's next slot, in the pass's transaction; None if either is taken.
 
         The claim marks the send as started (``in_flight``) before it starts: a crash from
         here on leaves the message in flight, and the next relay asks Slack before resending.
+        Nothing is written for a message that is not claimed, except why it never will be
+        (expired, or refers to a message that will never be sent) or when to look again.
         """
-        with self.database.session() as session:
-            query = select(OutboxMessage).where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.delivered_at.is_(None),
-                OutboxMessage.failed_at.is_(None),
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            )
-            if not self.database.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
-                query = query.with_for_update(skip_locked=True)
-            msg = session.scalars(query).first()
-            if msg is None:
-                return None
-            if msg.expires_at is not None and now >= msg.expires_at and not msg.in_flight:
-                # Pointless now (a reminder of a meeting that has started): set aside, never sent.
-                msg.failed_at = now
-                msg.last_error = f"expired at {msg.expires_at.isoformat()} before it could be sent"
-                metrics.increment(session, metrics.MESSAGES_FAILED, {"kind": msg.kind}, now=now)
-                log.warning("not sending %s to %s: it expired at %s", msg.key, msg.channel, msg.expires_at)
-                return None
-            args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
-            if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
-                mark_late(args, due=msg.not_before, now=now)
-            if not self._resolve_references(session, msg, args):
-                if msg.failed_at is None:
-                    msg.next_attempt_at = now + dt.timedelta(seconds=1)
-                return None
-            if msg.method in PACED_METHODS and not self._take_slot(session, channel, now):
-                session.rollback()
-                return None
-            token = secrets.token_hex(8)
-            claim = _Claim(
-                id=msg.id,
-                token=token,
-                method=msg.method,
-                channel=channel,
-                key=msg.key,
-                args=args,
-                uncertain=msg.in_flight,
-                first_attempt_at=msg.first_attempt_at or now,
-                expires_at=msg.expires_at,
-            )
-            msg.claim_token = token
-            msg.claimed_until = now + self.lease
-            msg.first_attempt_at = claim.first_attempt_at
-            if not msg.in_flight:
-                msg.in_flight = True
-                msg.attempts += 1
-            return claim
+        query = select(OutboxMessage).where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.failed_at.is_(None),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        if not self.database.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+            query = query.with_for_update(skip_locked=True)
+        msg = session.scalars(query).first()
+        if msg is None:
+            return None
+        if msg.expires_at is not None and now >= msg.expires_at and not msg.in_flight:
+            # Pointless now (a reminder of a meeting that has started): set aside, never sent.
+            msg.failed_at = now
+            msg.last_error = f"expired at {msg.expires_at.isoformat()} before it could be sent"
+            metrics.increment(session, metrics.MESSAGES_FAILED, {"kind": msg.kind}, now=now)
+            log.warning("not sending %s to %s: it expired at %s", msg.key, msg.channel, msg.expires_at)
+            return None
+        args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
+        if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
+            mark_late(args, due=msg.not_before, now=now)
+        if not self._resolve_references(session, msg, args):
+            if msg.failed_at is None:
+                msg.next_attempt_at = now + dt.timedelta(seconds=1)
+            return None
+        if msg.method in PACED_METHODS and not self._take_slot(session, channel, now):
+            return None
+        token = secrets.token_hex(8)
+        claim = _Claim(
+            id=msg.id,
+            token=token,
+            method=msg.method,
+            channel=channel,
+            key=msg.key,
+            args=args,
+            uncertain=msg.in_flight,
+            first_attempt_at=msg.first_attempt_at or now,
+            expires_at=msg.expires_at,
+        )
+        msg.claim_token = token
+        msg.claimed_until = now + self.lease
+        msg.first_attempt_at = claim.first_attempt_at
+        if not msg.in_flight:
+            msg.in_flight = True
+            msg.attempts += 1
+        return claim
 
     def _take_slot(self, session: Session, channel: str, now: dt.datetime) -> bool:
         """Take the channel's next send slot, shared by every relay of every process."""
@@ -602,15 +618,8 @@ class OutboxRelay:
         )
         self._next_slot[channel] = max(self._next_slot.get(channel, until), until)
 
-    def _pause_channel(self, channel: str, until: dt.datetime) -> None:
-        """Slack asked us to leave the channel alone until ``until``: tell every relay."""
-        self._paused_until[channel] = until
-        if not self.pace:
-            return
-        with self.database.session() as session:
-            self._push_slot(session, channel, until)
-
-    def _deliver(self, claim: _Claim) -> bool:
+    def _attempt(self, claim: _Claim) -> _Attempt:
+        """Send a claimed message (or find that an earlier send landed); touches no database."""
         result: _Result | None = None
         if claim.uncertain and claim.method == "chat.postMessage":
             result = self._find_posted(
@@ -625,65 +634,81 @@ class OutboxRelay:
         elif result is None:
             posted = True
             result = self._send(claim.method, claim.channel, claim.key, claim.args)
-
-        now = self.clock()
-        # Every 429 of this delivery: those slack_sdk waited out, and the one that paused the channel.
+        # Every 429 of this delivery: those slack_sdk waited out (counted per sending thread),
+        # and the one that paused the channel.
         rate_limited = self._take_waited() + (result.retry_after is not None)
+        return _Attempt(claim, result, posted=posted, answered_at=self.clock(), rate_limited=rate_limited)
+
+    def _record(self, attempts: Sequence[_Attempt]) -> list[bool]:
+        """Record what Slack answered to a pass's sends, in one transaction; whether each was delivered."""
+        if not attempts:
+            return []
+        delivered_: list[bool] = []
         with self.database.session() as session:
-            if posted and self.pace and claim.method in PACED_METHODS:
-                # The claim reserved a slot a pace after the claim, but the sends of one pass
-                # queue for the pool: the next post to this channel waits a pace after Slack
-                # answered this one, so Slack, whatever the delays, sees them a pace apart.
-                self._push_slot(session, claim.channel, now + self.pace)
-            msg = session.get(OutboxMessage, claim.id)
-            if msg is None or msg.claim_token != claim.token:
-                return False
-            msg.claim_token = None
-            msg.claimed_until = None
-            metrics.increment(session, metrics.RATE_LIMITED, amount=rate_limited, now=now)
-            if result.outcome in (_Outcome.DELIVERED, _Outcome.FAILED):
-                name = metrics.MESSAGES_SENT if result.outcome == _Outcome.DELIVERED else metrics.MESSAGES_FAILED
-                metrics.increment(session, name, {"kind": msg.kind}, now=now)
-            if result.outcome == _Outcome.DELIVERED:
-                msg.delivered_at = now
-                msg.in_flight = False
-                msg.ts = result.ts or msg.ts
-                msg.conversation = result.conversation or msg.conversation
-                msg.last_error = None
-                log.info("delivered %s to %s (ts %s)", msg.key, msg.channel, msg.ts)
-            elif result.outcome == _Outcome.NO_ACCESS:
-                # Definitely not sent, and not the message's fault: it waits, first in line, for access.
-                msg.in_flight = False
-                msg.next_attempt_at = now
-                msg.last_error = result.error
-                if slack_access.revoke(session, f"Slack answered {result.error} to {claim.method}", now=now):
-                    log.error(
-                        "Slack answered %s: the bot token no longer works (app uninstalled or token revoked). "
-                        "Holding every message, data kept, until a working SLACK_BOT_TOKEN is seen",
-                        result.error,
-                    )
-            elif result.outcome == _Outcome.FAILED:
-                msg.failed_at = now
-                msg.in_flight = False
-                msg.last_error = result.error
-                log.error("gave up on %s to %s: %s", msg.key, msg.channel, result.error)
-            else:
-                if claim.uncertain and result.outcome == _Outcome.UNKNOWN:
-                    msg.attempts += 1  # a resend after a look-up that found nothing
-                msg.in_flight = result.outcome == _Outcome.UNKNOWN
-                msg.last_error = result.error
-                delay = self._backoff(msg.attempts, result.retry_after)
-                msg.next_attempt_at = now + delay
-                log.warning(
-                    "could not deliver %s to %s (attempt %d: %s); retrying in %.0fs",
-                    msg.key,
-                    msg.channel,
-                    msg.attempts,
-                    result.error,
-                    delay.total_seconds(),
-                )
+            for attempt in attempts:
+                delivered_.append(self._record_one(session, attempt))
+        return delivered_
+
+    def _record_one(self, session: Session, attempt: _Attempt) -> bool:
+        claim, result, now = attempt.claim, attempt.result, attempt.answered_at
+        if attempt.posted and self.pace and claim.method in PACED_METHODS:
+            # The claim reserved a slot a pace after the claim, but the sends of one pass
+            # queue for the pool: the next post to this channel waits a pace after Slack
+            # answered this one, so Slack, whatever the delays, sees them a pace apart.
+            self._push_slot(session, claim.channel, now + self.pace)
         if result.retry_after is not None:
-            self._pause_channel(claim.channel, now + self._backoff(0, result.retry_after))
+            # Slack asked us to leave the channel alone for a while: every relay of every process.
+            until = now + self._backoff(0, result.retry_after)
+            self._paused_until[claim.channel] = until
+            if self.pace:
+                self._push_slot(session, claim.channel, until)
+        msg = session.get(OutboxMessage, claim.id)
+        if msg is None or msg.claim_token != claim.token:
+            return False
+        msg.claim_token = None
+        msg.claimed_until = None
+        metrics.increment(session, metrics.RATE_LIMITED, amount=attempt.rate_limited, now=now)
+        if result.outcome in (_Outcome.DELIVERED, _Outcome.FAILED):
+            name = metrics.MESSAGES_SENT if result.outcome == _Outcome.DELIVERED else metrics.MESSAGES_FAILED
+            metrics.increment(session, name, {"kind": msg.kind}, now=now)
+        if result.outcome == _Outcome.DELIVERED:
+            msg.delivered_at = now
+            msg.in_flight = False
+            msg.ts = result.ts or msg.ts
+            msg.conversation = result.conversation or msg.conversation
+            msg.last_error = None
+            log.info("delivered %s to %s (ts %s)", msg.key, msg.channel, msg.ts)
+        elif result.outcome == _Outcome.NO_ACCESS:
+            # Definitely not sent, and not the message's fault: it waits, first in line, for access.
+            msg.in_flight = False
+            msg.next_attempt_at = now
+            msg.last_error = result.error
+            if slack_access.revoke(session, f"Slack answered {result.error} to {claim.method}", now=now):
+                log.error(
+                    "Slack answered %s: the bot token no longer works (app uninstalled or token revoked). "
+                    "Holding every message, data kept, until a working SLACK_BOT_TOKEN is seen",
+                    result.error,
+                )
+        elif result.outcome == _Outcome.FAILED:
+            msg.failed_at = now
+            msg.in_flight = False
+            msg.last_error = result.error
+            log.error("gave up on %s to %s: %s", msg.key, msg.channel, result.error)
+        else:
+            if claim.uncertain and result.outcome == _Outcome.UNKNOWN:
+                msg.attempts += 1  # a resend after a look-up that found nothing
+            msg.in_flight = result.outcome == _Outcome.UNKNOWN
+            msg.last_error = result.error
+            delay = self._backoff(msg.attempts, result.retry_after)
+            msg.next_attempt_at = now + delay
+            log.warning(
+                "could not deliver %s to %s (attempt %d: %s); retrying in %.0fs",
+                msg.key,
+                msg.channel,
+                msg.attempts,
+                result.error,
+                delay.total_seconds(),
+            )
         return result.outcome == _Outcome.DELIVERED
 
     @staticmethod
