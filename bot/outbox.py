@@ -26,6 +26,7 @@ import secrets
 import threading
 import time
 import urllib.error
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
-from sqlalchemy import CursorResult, Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -436,19 +437,24 @@ class OutboxRelay:
             next_due: dt.datetime | None = None
             blocked: dict[str, dt.datetime] = {}
             claims: list[_Claim] = []
-            with self.database.session() as session:
-                for message_id, channel, method, due in heads:
-                    now = self.clock()
-                    slot = self._next_slot.get(channel, now) if method in PACED_METHODS else now
-                    opens = max(due, self._paused_until.get(channel, now), slot)
-                    if opens > now:
-                        blocked[channel] = opens
-                        if slot >= opens:
-                            waiting = True  # paced: due within a second
-                        else:
-                            next_due = opens if next_due is None else min(next_due, opens)
-                        continue
-                    claim = self._claim(session, message_id, channel, now)
+            now = self.clock()
+            ready: list[tuple[int, str, str]] = []
+            for message_id, channel, method, due in heads:
+                slot = self._next_slot.get(channel, now) if method in PACED_METHODS else now
+                opens = max(due, self._paused_until.get(channel, now), slot)
+                if opens > now:
+                    blocked[channel] = opens
+                    if slot >= opens:
+                        waiting = True  # paced: due within a second
+                    else:
+                        next_due = opens if next_due is None else min(next_due, opens)
+                    continue
+                ready.append((message_id, channel, method))
+            if ready:
+                with self.database.session() as session:
+                    claimed = self._claim(session, [message_id for message_id, _, _ in ready], now)
+                for message_id, channel, method in ready:
+                    claim = claimed.get(message_id)
                     if claim is not None:
                         claims.append(claim)
                     elif method in PACED_METHODS and self._next_slot.get(channel, now) > now:
@@ -529,94 +535,119 @@ class OutboxRelay:
         with self.database.read_session() as session:
             return [(row.id, row.channel, row.method, row.next_attempt_at) for row in session.execute(stmt)]
 
-    def _claim(self, session: Session, message_id: int, channel: str, now: dt.datetime) -> _Claim | None:
-        """Claim a message and its channel's next slot, in the pass's transaction; None if either is taken.
+    def _claim(self, session: Session, message_ids: Sequence[int], now: dt.datetime) -> dict[int, _Claim]:
+        """Claim these messages and their channels' next slots, in the pass's transaction.
 
-        The claim marks the send as started (``in_flight``) before it starts: a crash from
-        here on leaves the message in flight, and the next relay asks Slack before resending.
-        Nothing is written for a message that is not claimed, except why it never will be
-        (expired, or refers to a message that will never be sent) or when to look again.
+        Returns the claims by message id; a message is left out when another relay holds it,
+        its channel's slot is taken, it expired, or it refers to a message not sent yet. The
+        claim marks the send as started (``in_flight``) before it starts: a crash from here on
+        leaves the message in flight, and the next relay asks Slack before resending. Nothing
+        is written for a message that is not claimed, except why it never will be (expired,
+        or refers to a message that will never be sent) or when to look again.
         """
-        query = select(OutboxMessage).where(
-            OutboxMessage.id == message_id,
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.failed_at.is_(None),
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(message_ids),
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .order_by(OutboxMessage.id)
         )
         if not self.database.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
             query = query.with_for_update(skip_locked=True)
-        msg = session.scalars(query).first()
-        if msg is None:
-            return None
-        if msg.expires_at is not None and now >= msg.expires_at and not msg.in_flight:
-            # Pointless now (a reminder of a meeting that has started): set aside, never sent.
-            msg.failed_at = now
-            msg.last_error = f"expired at {msg.expires_at.isoformat()} before it could be sent"
-            metrics.increment(session, metrics.MESSAGES_FAILED, {"kind": msg.kind}, now=now)
-            log.warning("not sending %s to %s: it expired at %s", msg.key, msg.channel, msg.expires_at)
-            return None
-        args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
-        if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
-            mark_late(args, due=msg.not_before, now=now)
-        if not self._resolve_references(session, msg, args):
-            if msg.failed_at is None:
-                msg.next_attempt_at = now + dt.timedelta(seconds=1)
-            return None
-        if msg.method in PACED_METHODS and not self._take_slot(session, channel, now):
-            return None
-        token = secrets.token_hex(8)
-        claim = _Claim(
-            id=msg.id,
-            token=token,
-            method=msg.method,
-            channel=channel,
-            key=msg.key,
-            args=args,
-            uncertain=msg.in_flight,
-            first_attempt_at=msg.first_attempt_at or now,
-            expires_at=msg.expires_at,
-        )
-        msg.claim_token = token
-        msg.claimed_until = now + self.lease
-        msg.first_attempt_at = claim.first_attempt_at
-        if not msg.in_flight:
-            msg.in_flight = True
-            msg.attempts += 1
-        return claim
+        sendable: list[tuple[OutboxMessage, dict[str, Any]]] = []
+        for msg in session.scalars(query):
+            if msg.expires_at is not None and now >= msg.expires_at and not msg.in_flight:
+                # Pointless now (a reminder of a meeting that has started): set aside, never sent.
+                msg.failed_at = now
+                msg.last_error = f"expired at {msg.expires_at.isoformat()} before it could be sent"
+                metrics.increment(session, metrics.MESSAGES_FAILED, {"kind": msg.kind}, now=now)
+                log.warning("not sending %s to %s: it expired at %s", msg.key, msg.channel, msg.expires_at)
+                continue
+            args = {k: v for k, v in msg.payload.items() if not k.startswith("_")}
+            if msg.method == "chat.postMessage" and msg.kind.startswith(LATE_NOTICE_KINDS):
+                mark_late(args, due=msg.not_before, now=now)
+            if not self._resolve_references(session, msg, args):
+                if msg.failed_at is None:
+                    msg.next_attempt_at = now + dt.timedelta(seconds=1)
+                continue
+            sendable.append((msg, args))
+        slots = self._take_slots(session, {msg.channel for msg, _ in sendable if msg.method in PACED_METHODS}, now)
+        claims: dict[int, _Claim] = {}
+        for msg, args in sendable:
+            if msg.method in PACED_METHODS and msg.channel not in slots:
+                continue
+            token = secrets.token_hex(8)
+            claims[msg.id] = _Claim(
+                id=msg.id,
+                token=token,
+                method=msg.method,
+                channel=msg.channel,
+                key=msg.key,
+                args=args,
+                uncertain=msg.in_flight,
+                first_attempt_at=msg.first_attempt_at or now,
+                expires_at=msg.expires_at,
+            )
+            msg.claim_token = token
+            msg.claimed_until = now + self.lease
+            msg.first_attempt_at = msg.first_attempt_at or now
+            if not msg.in_flight:
+                msg.in_flight = True
+                msg.attempts += 1
+        return claims
 
-    def _take_slot(self, session: Session, channel: str, now: dt.datetime) -> bool:
-        """Take the channel's next send slot, shared by every relay of every process."""
+    def _take_slots(self, session: Session, channels: set[str], now: dt.datetime) -> set[str]:
+        """Take these channels' next send slots, shared by every relay of every process; the ones taken."""
         if not self.pace:
-            return True
+            return set(channels)
+        if not channels:
+            return set()
+        ordered = sorted(channels)
+        table = ChannelPace.__table__
+        assert isinstance(table, Table)
         dialect = session.get_bind().dialect.name
-        insert_stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ChannelPace)
+        insert_stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
         session.execute(
-            insert_stmt.values(channel=channel, next_slot=now - self.pace).on_conflict_do_nothing(
-                index_elements=["channel"]
+            insert_stmt.on_conflict_do_nothing(index_elements=["channel"]),
+            [{"channel": channel, "next_slot": now - self.pace} for channel in ordered],
+        )
+        if dialect == "postgresql":  # lock the rows in one order, so relays taking overlapping sets cannot deadlock
+            session.execute(
+                select(table.c.channel).where(table.c.channel.in_(ordered)).order_by(table.c.channel).with_for_update()
+            )
+        taken = set(
+            session.scalars(
+                update(table)
+                .where(table.c.channel.in_(ordered), table.c.next_slot <= now)
+                .values(next_slot=now + self.pace)
+                .returning(table.c.channel)
             )
         )
-        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(ChannelPace)
-            .where(ChannelPace.channel == channel, ChannelPace.next_slot <= now)
-            .values(next_slot=now + self.pace)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
+        for channel in taken:
             self._next_slot[channel] = now + self.pace
-            return True
-        taken = session.scalar(select(ChannelPace.next_slot).where(ChannelPace.channel == channel))
-        self._next_slot[channel] = taken or now + self.pace
-        return False
+        missed = [channel for channel in ordered if channel not in taken]
+        if missed:
+            query = select(table.c.channel, table.c.next_slot).where(table.c.channel.in_(missed))
+            found: dict[str, dt.datetime] = {channel: slot for channel, slot in session.execute(query).tuples()}
+            for channel in missed:
+                self._next_slot[channel] = found.get(channel) or now + self.pace
+        return taken
 
-    def _push_slot(self, session: Session, channel: str, until: dt.datetime) -> None:
-        """No post to ``channel`` before ``until``, by any relay of any process."""
+    def _push_slots(self, session: Session, until: dict[str, dt.datetime]) -> None:
+        """No post to each channel before its moment, by any relay of any process."""
+        table = ChannelPace.__table__
+        assert isinstance(table, Table)
         session.execute(
-            update(ChannelPace)
-            .where(ChannelPace.channel == channel, ChannelPace.next_slot < until)
-            .values(next_slot=until)
-            .execution_options(synchronize_session=False)
+            update(table)
+            .where(table.c.channel == bindparam("p_channel"), table.c.next_slot < bindparam("p_until"))
+            .values(next_slot=bindparam("p_until")),
+            [{"p_channel": channel, "p_until": moment} for channel, moment in sorted(until.items())],
         )
-        self._next_slot[channel] = max(self._next_slot.get(channel, until), until)
+        for channel, moment in until.items():
+            self._next_slot[channel] = max(self._next_slot.get(channel, moment), moment)
 
     def _attempt(self, claim: _Claim) -> _Attempt:
         """Send a claimed message (or find that an earlier send landed); touches no database."""
@@ -643,34 +674,51 @@ class OutboxRelay:
         """Record what Slack answered to a pass's sends, in one transaction; whether each was delivered."""
         if not attempts:
             return []
+        counts: Counter[tuple[str, str]] = Counter()
+        slots: dict[str, dt.datetime] = {}
         delivered_: list[bool] = []
         with self.database.session() as session:
+            ids = [attempt.claim.id for attempt in attempts]
+            messages = {msg.id: msg for msg in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))}
             for attempt in attempts:
-                delivered_.append(self._record_one(session, attempt))
+                delivered_.append(self._record_one(session, attempt, messages.get(attempt.claim.id), counts, slots))
+            if slots:
+                self._push_slots(session, slots)
+            latest = max(attempt.answered_at for attempt in attempts)
+            for (name, kind), amount in counts.items():
+                metrics.increment(session, name, {"kind": kind} if kind else None, amount=amount, now=latest)
         return delivered_
 
-    def _record_one(self, session: Session, attempt: _Attempt) -> bool:
+    def _record_one(
+        self,
+        session: Session,
+        attempt: _Attempt,
+        msg: OutboxMessage | None,
+        counts: Counter[tuple[str, str]],
+        slots: dict[str, dt.datetime],
+    ) -> bool:
+        """Record one answer on its message; what it adds to the counters and the channels' next
+        slots goes into ``counts`` and ``slots``, written once for the whole pass."""
         claim, result, now = attempt.claim, attempt.result, attempt.answered_at
         if attempt.posted and self.pace and claim.method in PACED_METHODS:
             # The claim reserved a slot a pace after the claim, but the sends of one pass
             # queue for the pool: the next post to this channel waits a pace after Slack
             # answered this one, so Slack, whatever the delays, sees them a pace apart.
-            self._push_slot(session, claim.channel, now + self.pace)
+            slots[claim.channel] = max(slots.get(claim.channel, now), now + self.pace)
         if result.retry_after is not None:
             # Slack asked us to leave the channel alone for a while: every relay of every process.
             until = now + self._backoff(0, result.retry_after)
             self._paused_until[claim.channel] = until
             if self.pace:
-                self._push_slot(session, claim.channel, until)
-        msg = session.get(OutboxMessage, claim.id)
+                slots[claim.channel] = max(slots.get(claim.channel, until), until)
         if msg is None or msg.claim_token != claim.token:
             return False
         msg.claim_token = None
         msg.claimed_until = None
-        metrics.increment(session, metrics.RATE_LIMITED, amount=attempt.rate_limited, now=now)
+        counts[(metrics.RATE_LIMITED, "")] += attempt.rate_limited
         if result.outcome in (_Outcome.DELIVERED, _Outcome.FAILED):
             name = metrics.MESSAGES_SENT if result.outcome == _Outcome.DELIVERED else metrics.MESSAGES_FAILED
-            metrics.increment(session, name, {"kind": msg.kind}, now=now)
+            counts[(name, msg.kind)] += 1
         if result.outcome == _Outcome.DELIVERED:
             msg.delivered_at = now
             msg.in_flight = False
