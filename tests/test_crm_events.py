@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -68,6 +69,29 @@ def test_the_same_event_five_times_changes_the_state_once(port: int, database: D
     other = event("lead.handed_off", "2026-11-17T15:00:00Z", HANDOFF, id_="dup-1", source="crm://other")
     assert post(port, *structured(other))[1]["accepted"] == 1
     assert count(database, CrmEvent) == 2
+
+
+def test_the_audit_trail_keeps_each_event_as_it_was_sent(port: int, database: Database) -> None:
+    """The raw events are the audit trail and what a replay folds from: a request stores them
+    on the driver's own connection, and they must read back as the CRM sent them (its time as
+    the same instant in UTC; the stage and the owner's address in the forms validation keeps)."""
+    canonical = {"owner_email": "ava.ross@northwind.example", "stage": "MQL"}
+    extra = {"lead_id": "L-AUDIT", "name": "Zoë O'Brien-Šimek", "score": 87, "tags": ["ÉMEA", None]}
+    data = {**HANDOFF, **canonical, **extra}
+    sent = event("lead.handed_off", "2026-11-17T10:15:30-05:00", data, id_="audit-1", source="crm://audit")
+    before = dt.datetime.now(dt.UTC)
+    assert post(port, *structured(sent))[0] == 202
+    with database.read_session() as session:
+        stored = session.scalars(select(CrmEvent).where(CrmEvent.event_id == "audit-1")).one()
+    assert (stored.source, stored.type, stored.subject, stored.account_id) == (
+        "crm://audit",
+        "lead.handed_off",
+        "L-AUDIT",
+        "A-1",
+    )
+    assert stored.time == dt.datetime(2026, 11, 17, 15, 15, 30, tzinfo=dt.UTC)
+    assert stored.data == data
+    assert before - dt.timedelta(seconds=1) <= stored.received_at <= dt.datetime.now(dt.UTC)
 
 
 def test_events_apply_by_crm_time_not_arrival(port: int, database: Database) -> None:
