@@ -201,36 +201,42 @@ class Database:
         Core execution context cost as much as SQLite's own work. Same write turn, same
         ``BEGIN IMMEDIATE`` on SQLite; commits when the block succeeds, rolls back when it
         raises. A connection that the database dropped under it is discarded from the pool, so
-        the next checkout reconnects. The caller encodes the values (see ``bind_processors``).
+        the next checkout reconnects. The caller encodes the values as the column types would
+        (see ``bot.services.crm._driver_insert``).
         """
         with self._write_turn:
             connection = self.engine.raw_connection()
-            cursor = connection.cursor()
             try:
-                if self.is_sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")
-                yield cursor
-                if self.is_sqlite:
-                    cursor.execute("COMMIT")
-                else:
-                    connection.commit()
-            except BaseException as exc:
-                dbapi = self.engine.dialect.loaded_dbapi
-                if isinstance(exc, dbapi.Error) and self.engine.dialect.is_disconnect(
-                    exc, connection.dbapi_connection, cursor
-                ):
-                    connection.invalidate(exc)
-                else:
-                    with contextlib.suppress(dbapi.Error):
-                        if self.is_sqlite:
-                            cursor.execute("ROLLBACK")
-                        else:
-                            connection.rollback()
-                raise
+                cursor = connection.cursor()
+                try:
+                    if self.is_sqlite:
+                        cursor.execute("BEGIN IMMEDIATE")
+                    yield cursor
+                    if self.is_sqlite:
+                        cursor.execute("COMMIT")
+                    else:
+                        connection.commit()
+                except BaseException as exc:
+                    self._end_failed(connection, cursor, exc)
+                    raise
+                finally:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
             finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
                 connection.close()  # back to the pool (or gone, if invalidated)
+
+    def _end_failed(self, connection: Any, cursor: Any, exc: BaseException) -> None:
+        """Roll back a failed driver transaction, or discard its connection if the database dropped it."""
+        dialect = self.engine.dialect
+        dbapi = dialect.loaded_dbapi
+        if isinstance(exc, dbapi.Error) and dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
+            connection.invalidate(exc)
+            return
+        with contextlib.suppress(dbapi.Error):
+            if self.is_sqlite:
+                cursor.execute("ROLLBACK")
+            else:
+                connection.rollback()
 
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
