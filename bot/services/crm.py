@@ -79,9 +79,9 @@ def store(
     if not unique:
         return [], len(events)
     rows = _rows(unique.values(), now=now, applied_at=now if applied else None)
-    # A Core statement on the session's connection: the ORM's bulk insert adds nothing here but time.
+    # The request path's statement, on the session's connection: the ORM adds nothing here but time.
     connection = session.connection()
-    new_keys = {(r.source, r.event_id) for r in connection.execute(_insert_new(connection.dialect.name), rows)}
+    new_keys = _insert_new(connection.dialect, rows, lambda sql, values: connection.exec_driver_sql(sql, values).all())
     new = [e for key, e in unique.items() if key in new_keys]
     return new, len(events) - len(new)
 
@@ -111,18 +111,6 @@ def _rows(events: Iterable[CrmEventIn], *, now: dt.datetime, applied_at: dt.date
     ]
 
 
-@functools.cache
-def _insert_new(dialect: str) -> Any:
-    """``INSERT … ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id``, built once."""
-    table = cast(Table, CrmEvent.__table__)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["source", "event_id"])
-        .returning(table.c.source, table.c.event_id)
-    )
-
-
 #: The columns a request writes, in the order of :class:`_DriverInsert`'s placeholders.
 _STORED = ("source", "event_id", "type", "subject", "account_id", "time", "received_at", "data", "applied_at")
 #: Rows per statement on the driver path: 9,000 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
@@ -144,13 +132,28 @@ class _DriverInsert:
             "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
         )
 
-    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
         values: list[Any] = []
         for row in rows:
             for name, encode in zip(_STORED, self.encoders, strict=True):
                 value = row[name]
                 values.append(encode(value) if encode is not None and value is not None else value)
-        return values
+        return tuple(values)
+
+
+def _insert_new(
+    dialect: Dialect, rows: Sequence[dict[str, Any]], run: Callable[[str, tuple[Any, ...]], Sequence[Any]]
+) -> set[tuple[str, str]]:
+    """Insert the rows not stored yet, ``_ROWS_PER_STATEMENT`` a statement, through ``run(sql, values)``
+    (a DBAPI cursor's, or a session connection's); returns the (source, id) of those it inserted."""
+    insert = _driver_insert(dialect)
+    new_keys: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        new_keys.update(
+            (source, event_id) for source, event_id in run(insert.sql(len(chunk)), insert.parameters(chunk))
+        )
+    return new_keys
 
 
 @functools.cache
@@ -174,13 +177,14 @@ def accept(database: Database, events: Sequence[CrmEventIn], *, now: dt.datetime
     if not unique:
         return IngestResult(duplicates=len(events), ignored=ignored)
     rows = _rows(unique.values(), now=now, applied_at=None)
-    insert = _driver_insert(database.engine.dialect)
-    new_keys: set[tuple[str, str]] = set()
+
     with database.driver_transaction() as cursor:
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _ROWS_PER_STATEMENT]
-            cursor.execute(insert.sql(len(chunk)), insert.parameters(chunk))
-            new_keys.update((source, event_id) for source, event_id in cursor.fetchall())
+
+        def run(sql: str, values: tuple[Any, ...]) -> Sequence[Any]:
+            cursor.execute(sql, values)
+            return cast(Sequence[Any], cursor.fetchall())
+
+        new_keys = _insert_new(database.engine.dialect, rows, run)
     accepted = sum(1 for key in unique if key in new_keys)
     return IngestResult(accepted=accepted, duplicates=len(events) - accepted, ignored=ignored)
 
