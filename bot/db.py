@@ -225,6 +225,32 @@ class Database:
             finally:
                 connection.close()  # back to the pool (or gone, if invalidated)
 
+    def driver_statement(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """One statement that is a whole write transaction by itself, on the driver's connection: its rows.
+
+        :meth:`driver_transaction` for the common case of a single ``INSERT ... RETURNING``. On
+        SQLite the statement runs in autocommit mode (it commits as it finishes, as atomic as
+        with ``BEGIN``/``COMMIT`` around it), so the database is called once instead of three
+        times; each call lets another thread take the GIL, and the request waits to get it back.
+        """
+        if not self.is_sqlite:
+            with self.driver_transaction() as cursor:
+                cursor.execute(sql, parameters)
+                return list(cursor.fetchall())
+        # The connection is checked out before the turn and returned after it, so the turn (every
+        # process's writers wait for it) is held only for the statement itself.
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                with self._write_turn:
+                    return list(cursor.execute(sql, parameters).fetchall())
+            finally:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+        finally:
+            connection.close()
+
     def _end_failed(self, connection: Any, cursor: Any, exc: BaseException) -> None:
         """Roll back a failed driver transaction, or discard its connection if the database dropped it."""
         dialect = self.engine.dialect

@@ -178,13 +178,16 @@ def accept(database: Database, events: Sequence[CrmEventIn], *, now: dt.datetime
         return IngestResult(duplicates=len(events), ignored=ignored)
     rows = _rows(unique.values(), now=now, applied_at=None)
 
-    with database.driver_transaction() as cursor:
+    if len(rows) <= _ROWS_PER_STATEMENT:  # one statement: atomic by itself
+        new_keys = _insert_new(database.engine.dialect, rows, database.driver_statement)
+    else:
+        with database.driver_transaction() as cursor:
 
-        def run(sql: str, values: tuple[Any, ...]) -> Sequence[Any]:
-            cursor.execute(sql, values)
-            return cast(Sequence[Any], cursor.fetchall())
+            def run(sql: str, values: tuple[Any, ...]) -> Sequence[Any]:
+                cursor.execute(sql, values)
+                return cast(Sequence[Any], cursor.fetchall())
 
-        new_keys = _insert_new(database.engine.dialect, rows, run)
+            new_keys = _insert_new(database.engine.dialect, rows, run)
     accepted = sum(1 for key in unique if key in new_keys)
     return IngestResult(accepted=accepted, duplicates=len(events) - accepted, ignored=ignored)
 
