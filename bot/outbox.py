@@ -104,6 +104,11 @@ class Message:
         return body
 
 
+#: ``session.info`` key: callables told the values of every row :func:`enqueue` writes in that
+#: session's transaction (a reader that counts rows without querying after each insert).
+OBSERVERS = "outbox_observers"
+
+
 def enqueue(
     session: Session,
     *,
@@ -146,6 +151,8 @@ def enqueue(
     created = session.execute(_insert_once(session.get_bind().dialect.name), values).first() is not None
     if created:
         session.info.setdefault("outbox_channels", set()).add(channel)
+        for observe in session.info.get(OBSERVERS, ()):
+            observe(values)
     return created
 
 

@@ -255,6 +255,24 @@ def test_past_the_daily_cap_nudges_fold_into_one_dm(
     assert "*3 more SLA nudges today*" in posts[2]
 
 
+def test_the_daily_cap_counts_the_dms_of_earlier_ticks(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    alignment = deps.alignment.model_copy(update={"noise": Noise(quiet_hours=None, max_dms_per_day=2)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-23T15:00:00Z"):
+        send(other, handoff("E0", "2026-11-23T15:00:00Z"))
+        send(other, *[handoff(f"E{i}", "2026-11-23T15:30:00Z") for i in range(1, 4)])
+    tick_and_drain(other, relay, "2026-11-23T18:00:05Z")  # one yellow flag
+    assert len(dms(fake_slack, "U0CHLOE")) == 1
+    tick_and_drain(other, relay, "2026-11-23T18:30:05Z")  # three more: one within the budget
+    with at("2026-11-23T19:01:00Z"):
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 3
+    assert "*2 more SLA nudges today*" in posts[2]
+
+
 def test_mark_contacted_from_the_dm(deps: Dependencies, app: App, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
     slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
     with at("2026-11-23T15:00:00Z"):
@@ -410,3 +428,4 @@ def test_the_red_flag_at_the_deadline_does_not_say_zero_minutes_late(
     red = dms(fake_slack, "U0CHLOE")[-1]
     assert "has reached its SLA deadline" in red and "0m" not in red
     assert "Your manager hears of it too" in red
+

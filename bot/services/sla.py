@@ -10,9 +10,10 @@ the deadline, each queued once per clock and level through the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.config import Alignment, Person, Sla
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock
-from bot.outbox import Message, enqueue
+from bot.outbox import OBSERVERS, Message, enqueue
 from bot.render import render
 from bot.services import noise
 from bot.services.business_time import BusinessCalendar, WallClock
@@ -285,9 +286,14 @@ def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int
     leads = {
         lead.lead_id: lead for lead in session.scalars(select(Lead).where(Lead.lead_id.in_({c.lead_id for c in due})))
     }
-    for clock in due:
-        check(session, alignment, clock, lead_info(alignment, leads.get(clock.lead_id), clock.lead_id), now=now)
-        clock.updated_at = now
+    # Nothing below reads what it changed (the outbox rows are inserted at once), so the clocks
+    # are flushed together at the commit, and the noise budget is counted from one read.
+    owners = {c.owner_email for c in due}
+    managers = {p.manager for p in (alignment.person(e) for e in owners) if p is not None and p.manager}
+    with _DmLedger.installed(session, alignment, owners | managers, now=now), session.no_autoflush:
+        for clock in due:
+            check(session, alignment, clock, lead_info(alignment, leads.get(clock.lead_id), clock.lead_id), now=now)
+            clock.updated_at = now
     return len(due)
 
 
@@ -394,8 +400,83 @@ def _local_day(alignment: Alignment, person: Person | None, now: dt.datetime) ->
     return start.astimezone(dt.UTC), (start + dt.timedelta(days=1)).astimezone(dt.UTC)
 
 
+class _DmLedger:
+    """The recent outbox rows of some people's DMs, read in one query: their noise budget's counts.
+
+    A tick flags up to a few hundred clocks in one transaction, and each DM checks the person's
+    budget for the day (and each manager's escalation of the day). Read once for every person
+    the tick may write to, then kept up to date by every row :func:`bot.outbox.enqueue` writes
+    in the same transaction, it answers those counts without a query each.
+    """
+
+    #: A local day starts less than 26 h before any moment in it (a 25-h day when the clocks go back).
+    REACH = dt.timedelta(hours=26)
+
+    def __init__(self, session: Session, targets: set[str], *, now: dt.datetime) -> None:
+        self.since = now - self.REACH
+        # (method, kind, created_at, not_before) of each row; a row's not_before is never before
+        # its created_at, so the rows created or due in the reach all have a not_before in it.
+        self.rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] = {t: [] for t in targets}
+        ordered = sorted(targets)
+        for start in range(0, len(ordered), 500):
+            query = select(
+                OutboxMessage.channel,
+                OutboxMessage.method,
+                OutboxMessage.kind,
+                OutboxMessage.created_at,
+                OutboxMessage.not_before,
+            ).where(OutboxMessage.channel.in_(ordered[start : start + 500]), OutboxMessage.not_before >= self.since)
+            for channel, method, kind, created_at, not_before in session.execute(query):
+                self.rows[channel].append((method, kind, created_at, not_before))
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(
+        cls, session: Session, alignment: Alignment, emails: Iterable[str], *, now: dt.datetime
+    ) -> Iterator[None]:
+        """Count from a ledger of these people's DMs inside the block (see :func:`_dms_today`)."""
+        ledger = cls(session, {_slack_target(alignment, e) for e in emails}, now=now)
+        observers = session.info.setdefault(OBSERVERS, [])
+        observers.append(ledger.saw)
+        previous = session.info.get(_LEDGER)
+        session.info[_LEDGER] = ledger
+        try:
+            yield
+        finally:
+            observers.remove(ledger.saw)
+            session.info[_LEDGER] = previous
+
+    def saw(self, row: Mapping[str, Any]) -> None:
+        kept = self.rows.get(row["channel"])
+        if kept is not None:
+            kept.append((row["method"], row["kind"], row["created_at"], row["not_before"]))
+
+    def count(self, target: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None) -> int | None:
+        """Rows to ``target`` in [start, end): DMs by ``not_before``, or of ``kind`` by ``created_at``;
+        None when the ledger does not hold them (another person, or a day it does not reach)."""
+        kept = self.rows.get(target)
+        if kept is None or start < self.since:
+            return None
+        if kind is None:
+            return sum(1 for method, _, _, due in kept if method == "chat.postMessage" and start <= due < end)
+        return sum(1 for _, k, created, _ in kept if k == kind and start <= created < end)
+
+
+_LEDGER = "sla_dm_ledger"
+
+
+def _ledger_count(
+    session: Session, target: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None
+) -> int | None:
+    ledger = session.info.get(_LEDGER)
+    return ledger.count(target, start, end, kind=kind) if isinstance(ledger, _DmLedger) else None
+
+
 def _dms_today(session: Session, alignment: Alignment, person: Person | None, target: str, now: dt.datetime) -> int:
     start, end = _local_day(alignment, person, now)
+    counted = _ledger_count(session, target, start, end)
+    if counted is not None:
+        return counted
     return int(
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
@@ -521,10 +602,14 @@ def _red(
 def _escalations_today(session: Session, alignment: Alignment, manager: str, now: dt.datetime) -> int:
     person = alignment.person(manager)
     start, end = _local_day(alignment, person, now)
+    target = _slack_target(alignment, manager)
+    counted = _ledger_count(session, target, start, end, kind="sla.red.manager")
+    if counted is not None:
+        return counted
     return int(
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.channel == _slack_target(alignment, manager),
+                OutboxMessage.channel == target,
                 OutboxMessage.kind == "sla.red.manager",
                 OutboxMessage.created_at >= start,
                 OutboxMessage.created_at < end,
