@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from bot import logs, metrics
 from bot.app import Dependencies
 from bot.db import Database
+from bot.services import sla as sla_service
 from schedules.jobs import ScheduledJob, announce_vocabulary, build_jobs, meetings_tick, sla_tick
 
 log = logging.getLogger("alignbot.clock")
@@ -145,14 +147,15 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
             coalesce=True,
             max_instances=1,
         )
-    # The SLA clocks: a flag goes out within a couple of seconds of its moment. The tick reads
-    # only the clocks whose next check has come (an index), so running it often costs little;
-    # after downtime its first run sends what was missed, once, marked late.
+    # The SLA clocks: the tick reads only the clocks whose next check has come (an index), so
+    # running it often costs little; after downtime its first run sends what was missed, once,
+    # marked late. Every 2 s it finds what the projectors of other processes started; a flag
+    # whose moment is known falls between two runs gets a run at that moment (see SlaTicker).
+    ticker = SlaTicker(deps, scheduler)
     scheduler.add_job(
-        run_observed,
+        ticker,
         "interval",
-        seconds=2,
-        args=[deps, "sla-tick", sla_tick],
+        seconds=SLA_TICK_SECONDS,
         id="sla-tick",
         name="sla-tick",
         coalesce=True,
@@ -160,6 +163,7 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
         misfire_grace_time=30,
     )
     sla_tick(deps)
+    ticker.aim()
     # Meeting reminders: minute resolution is plenty. Keyed by occurrence and offset in the
     # outbox, so the catch-up run here and every later one send each reminder once.
     scheduler.add_job(
@@ -176,6 +180,83 @@ def start_scheduler(deps: Dependencies, jobs: list[ScheduledJob] | None = None) 
     meetings_tick(deps)
     scheduler.start()
     return scheduler
+
+
+SLA_TICK_SECONDS = 2
+#: The least time between two on-time runs of the SLA tick.
+ON_TIME_GAP = dt.timedelta(seconds=0.25)
+
+
+class SlaTicker:
+    """The SLA tick as the scheduler runs it: every ``SLA_TICK_SECONDS``, and on time in between.
+
+    After each run it reads the earliest next check of any clock (the index's first entry) and,
+    when that falls before the next regular run, arms one run at that very moment: a deadline
+    known in advance (every Friday-evening hand-off due at Monday 13:00) is flagged when it
+    passes, not up to two seconds later. At most one such run is armed at a time, and runs take
+    turns, so two never act on one clock.
+    """
+
+    ON_TIME = "sla-tick-on-time"
+
+    def __init__(self, deps: Dependencies, scheduler: BackgroundScheduler) -> None:
+        self.deps = deps
+        self.scheduler = scheduler
+        self._turn = threading.Lock()
+        self._armed: dt.datetime | None = None  # the moment of the on-time run waiting, if any
+
+    def __call__(self) -> None:
+        """The regular run."""
+        with self._turn:
+            self._run()
+
+    def _on_time(self, at: dt.datetime) -> None:
+        with self._turn:
+            if self._armed == at:
+                self._armed = None
+            self._run()
+
+    def _run(self) -> None:
+        run_observed(self.deps, "sla-tick", sla_tick)
+        self.aim()
+
+    def aim(self) -> None:
+        """Arm the on-time run for the next check, if it falls before the next regular run."""
+        try:
+            with self.deps.database.read_session() as session:
+                upcoming = sla_service.next_check(session)
+        except Exception as exc:  # the database is away: the regular runs go on, and say so
+            log.warning("could not read the next SLA check: %s", exc)
+            return
+        now = self.deps.clock()
+        if self._armed is not None and self._armed < now - dt.timedelta(seconds=SLA_TICK_SECONDS):
+            self._armed = None  # it never ran (the scheduler dropped it): arm afresh
+        if upcoming is None or upcoming >= now + dt.timedelta(seconds=SLA_TICK_SECONDS):
+            return
+        # Deadlines a few milliseconds apart share a run: at most one every ON_TIME_GAP. One
+        # that passed while this run acted (a dense hour of deadlines) gets the next one.
+        at = max(upcoming, now + ON_TIME_GAP)
+        if self._armed is not None:
+            if self._armed <= at:
+                return  # the armed run comes first, and aims again after it
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(self._job_id(self._armed))
+        # An id per moment: a date job cannot be re-armed under its own id while it runs
+        # (APScheduler would skip it as a second instance).
+        self.scheduler.add_job(
+            self._on_time,
+            "date",
+            run_date=at,
+            args=[at],
+            id=self._job_id(at),
+            name=self.ON_TIME,
+            replace_existing=True,
+            misfire_grace_time=30,
+        )
+        self._armed = at
+
+    def _job_id(self, at: dt.datetime) -> str:
+        return f"{self.ON_TIME}-{at:%Y%m%dT%H%M%S.%f}"
 
 
 def _fire(job: ScheduledJob, deps: Dependencies) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from freezegun import freeze_time
 from slack_bolt import App
 from sqlalchemy import select
@@ -18,8 +20,10 @@ from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import SlaClock
 from bot.outbox import OutboxRelay
+from bot.services import sla as sla_service
 from bot.slack_signing import SlackDriver
 from handlers.crm import handle
+from schedules.clock import ON_TIME_GAP, SlaTicker
 from schedules.jobs import sla_tick
 from tests.conftest import SIGNING_SECRET, response_json
 from tests.test_feedback_command import all_text
@@ -429,3 +433,40 @@ def test_the_red_flag_at_the_deadline_does_not_say_zero_minutes_late(
     assert "has reached its SLA deadline" in red and "0m" not in red
     assert "Your manager hears of it too" in red
 
+
+def _on_time_runs(scheduler: BackgroundScheduler) -> list[Any]:
+    return [job for job in scheduler.get_jobs() if job.name == SlaTicker.ON_TIME]
+
+
+def test_a_flag_due_between_two_regular_ticks_gets_a_tick_at_its_moment(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    with at("2026-11-23T15:00:00Z"):
+        send(deps, handoff("T1", "2026-11-23T15:00:00Z"))
+    with deps.database.read_session() as session:
+        moment = sla_service.next_check(session)
+    assert moment is not None  # the yellow flag's
+
+    def ticker(now: list[dt.datetime]) -> tuple[SlaTicker, BackgroundScheduler]:
+        scheduler = BackgroundScheduler(timezone=dt.UTC)  # never started: only its jobs are read
+        return SlaTicker(dataclasses.replace(deps, clock=lambda: now[0]), scheduler), scheduler
+
+    far, far_jobs = ticker([moment - dt.timedelta(seconds=5)])
+    far.aim()
+    assert _on_time_runs(far_jobs) == []  # the regular run comes first
+    late, late_jobs = ticker([moment + dt.timedelta(seconds=1)])
+    late.aim()  # passed while a run acted: the next run soon after
+    assert [j.trigger.run_date for j in _on_time_runs(late_jobs)] == [moment + dt.timedelta(seconds=1) + ON_TIME_GAP]
+
+    now = [moment - dt.timedelta(seconds=1.5)]
+    early, jobs = ticker(now)
+    early.aim()
+    early.aim()  # after another regular run: still one run armed
+    [job] = _on_time_runs(jobs)
+    assert job.trigger.run_date == moment
+    now[0] = moment  # the armed run fires at the moment: the flag goes, and nothing more is armed
+    job.func(*job.args)
+    assert _on_time_runs(jobs) == [job]  # (the scheduler, not started, never removed the fired one)
+    with at("2026-11-23T18:00:01Z"):
+        relay.drain()
+    assert len(dms(fake_slack, "U0CHLOE")) == 1
