@@ -277,6 +277,27 @@ def test_the_daily_cap_counts_the_dms_of_earlier_ticks(
     assert "*2 more SLA nudges today*" in posts[2]
 
 
+def test_hand_offs_that_arrive_past_their_deadline_keep_the_daily_cap(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    """A CRM that was down all morning sends its hand-offs at once: red flags as they are applied, capped."""
+    alignment = deps.alignment.model_copy(update={"noise": Noise(quiet_hours=None, max_dms_per_day=2)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-23T19:30:00Z"):  # due 19:00 (13:00 in Chicago): breached on arrival
+        send(other, *[handoff(f"B{i}", "2026-11-23T15:00:00Z") for i in range(5)])
+    with at("2026-11-23T19:40:00Z"):
+        send(other, *[handoff(f"B{i}", "2026-11-23T15:00:00Z") for i in range(5, 7)])
+    with at("2026-11-23T20:01:00Z"):
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 3  # two red flags, then one DM with the other five
+    assert all("is past the SLA by *30m*" in p for p in posts[:2])
+    assert all("Sent late: the CRM sent the hand-off after the deadline." in p for p in posts[:2])
+    assert not any("alignbot was down" in p for p in posts)
+    assert "*5 more SLA nudges today*" in posts[2]
+    assert len(fake_slack.posts("U0MIA")) == 1  # her one escalation of the day
+
+
 def test_mark_contacted_from_the_dm(deps: Dependencies, app: App, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
     slack = SlackDriver(app, fake_slack, SIGNING_SECRET)
     with at("2026-11-23T15:00:00Z"):

@@ -188,6 +188,7 @@ def refresh_leads(
                 rows[lead.lead_id] = lead
     seen: set[int] = set()
     planned: list[tuple[SlaClock, ClockPlan, LeadInfo]] = []
+    new: set[int] = set()  # the clocks these events start (by object): their flags may come late
     for lead_id in ids:
         info = lead_info(alignment, rows.get(lead_id), lead_id)
         for plan in derive_clocks(alignment, lead_id, history[lead_id]):
@@ -212,10 +213,16 @@ def refresh_leads(
                 if plan.stopped_at is None and now - plan.due_at > HISTORY:
                     clock.warned_at = clock.escalated_at = now  # history: no flags
                 session.add(clock)
+                new.add(id(clock))
             planned.append((clock, plan, info))
     session.flush()  # once for every new clock: the messages are keyed by the clocks' ids
-    for clock, plan, info in planned:
-        _apply(session, alignment, clock, plan, info, now=now)
+    # As in a tick: a backfill of stale hand-offs flags many clocks at once, of few owners.
+    people = {p.owner_email for _, p, _ in planned} | {
+        m[r] for _, p, _ in planned for m in p.reassignments for r in ("from", "to")
+    }
+    with _DmLedger.installed(session, alignment, people, now=now), session.no_autoflush:
+        for clock, plan, info in planned:
+            _apply(session, alignment, clock, plan, info, now=now, started_now=id(clock) in new)
     for clock in stored.values():
         if clock.id not in seen and clock.state in OPEN_STATES:
             # Its start is gone from the events (a corrected hand-off time): a clock that never ran.
@@ -223,9 +230,19 @@ def refresh_leads(
 
 
 def _apply(
-    session: Session, alignment: Alignment, clock: SlaClock, plan: ClockPlan, info: LeadInfo, *, now: dt.datetime
+    session: Session,
+    alignment: Alignment,
+    clock: SlaClock,
+    plan: ClockPlan,
+    info: LeadInfo,
+    *,
+    now: dt.datetime,
+    started_now: bool = False,
 ) -> None:
-    """Bring a stored clock to what its events say, then queue what is due."""
+    """Bring a stored clock to what its events say, then queue what is due.
+
+    ``started_now``: the clock is new, so a flag it is late for was late in reaching alignbot.
+    """
     known = len(clock.reassignments or [])
     clock.owner_email = plan.owner_email
     clock.reassignments = list(plan.reassignments)
@@ -241,12 +258,24 @@ def _apply(
             _correction(session, alignment, clock, info, now=now)
     else:
         clock.state = "breached" if now >= clock.due_at else "open"
-        check(session, alignment, clock, info, now=now)
+        check(session, alignment, clock, info, now=now, arrived_late=started_now)
     clock.updated_at = now
 
 
-def check(session: Session, alignment: Alignment, clock: SlaClock, info: LeadInfo, *, now: dt.datetime) -> None:
-    """Queue the yellow or red flag of an open clock if its moment has come; set the next check."""
+def check(
+    session: Session,
+    alignment: Alignment,
+    clock: SlaClock,
+    info: LeadInfo,
+    *,
+    now: dt.datetime,
+    arrived_late: bool = False,
+) -> None:
+    """Queue the yellow or red flag of an open clock if its moment has come; set the next check.
+
+    ``arrived_late``: the hand-off reached alignbot only now, so a late flag says so (and does
+    not blame alignbot's downtime).
+    """
     sla = _sla(alignment, clock)
     if sla is None or clock.state not in OPEN_STATES:
         clock.next_check_at = None
@@ -254,12 +283,12 @@ def check(session: Session, alignment: Alignment, clock: SlaClock, info: LeadInf
     if now >= clock.due_at:
         clock.state = "breached"
         if clock.escalated_at is None:
-            _red(session, alignment, sla, clock, info, now=now)
+            _red(session, alignment, sla, clock, info, now=now, arrived_late=arrived_late)
             clock.escalated_at = now
         clock.next_check_at = None
         return
     if now >= clock.warn_at and clock.warned_at is None:
-        _yellow(session, alignment, sla, clock, info, now=now)
+        _yellow(session, alignment, sla, clock, info, now=now, arrived_late=arrived_late)
         clock.warned_at = now
     clock.next_check_at = clock.due_at if clock.warned_at is not None else clock.warn_at
 
@@ -288,9 +317,7 @@ def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int
     }
     # Nothing below reads what it changed (the outbox rows are inserted at once), so the clocks
     # are flushed together at the commit, and the noise budget is counted from one read.
-    owners = {c.owner_email for c in due}
-    managers = {p.manager for p in (alignment.person(e) for e in owners) if p is not None and p.manager}
-    with _DmLedger.installed(session, alignment, owners | managers, now=now), session.no_autoflush:
+    with _DmLedger.installed(session, alignment, {c.owner_email for c in due}, now=now), session.no_autoflush:
         for clock in due:
             check(session, alignment, clock, lead_info(alignment, leads.get(clock.lead_id), clock.lead_id), now=now)
             clock.updated_at = now
@@ -434,8 +461,10 @@ class _DmLedger:
     def installed(
         cls, session: Session, alignment: Alignment, emails: Iterable[str], *, now: dt.datetime
     ) -> Iterator[None]:
-        """Count from a ledger of these people's DMs inside the block (see :func:`_dms_today`)."""
-        ledger = cls(session, {_slack_target(alignment, e) for e in emails}, now=now)
+        """Count from a ledger of these people's DMs and their managers' inside the block (see :func:`_dms_today`)."""
+        people = set(emails)
+        people |= {p.manager for p in (alignment.person(e) for e in list(people)) if p is not None and p.manager}
+        ledger = cls(session, {_slack_target(alignment, e) for e in people}, now=now)
         observers = session.info.setdefault(OBSERVERS, [])
         observers.append(ledger.saw)
         previous = session.info.get(_LEDGER)
@@ -490,6 +519,9 @@ def _dms_today(session: Session, alignment: Alignment, person: Person | None, ta
     )
 
 
+_FOLDED_ROWS = "sla_folded_rows"
+
+
 def _fold(
     session: Session,
     alignment: Alignment,
@@ -504,7 +536,10 @@ def _fold(
     start, _ = _local_day(alignment, person, now)
     day = start.astimezone(alignment.tz(person)).date().isoformat()
     digest_key = f"sla-folded:{target}:{day}"
-    row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
+    # The row is kept for the transaction: a backfill folds hundreds of nudges into it, and
+    # reading it again each time would decode its growing payload each time.
+    known: dict[str, OutboxMessage] = session.info.setdefault(_FOLDED_ROWS, {})
+    row = known.get(digest_key) or session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
     lines: list[str] = list((row.payload.get("_folded_keys") if row else None) or [])
     if key in lines:
         return False
@@ -528,19 +563,35 @@ def _fold(
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
         assert row is not None
         row.payload = payload
+        known[digest_key] = row
         return True
     if row.delivered_at is None and not row.in_flight:
         row.payload = payload
+        known[digest_key] = row
         return True
     log.info("the folded nudges of %s for %s were already sent; %s waits for tomorrow's budget", target, day, key)
     return False
 
 
+def _late(moment: dt.datetime, now: dt.datetime, arrived_late: bool) -> str | None:
+    """Why a flag goes out after its moment, if it does by more than LATE_NOTICE: "crm" or "down"."""
+    if now - moment <= LATE_NOTICE:
+        return None
+    return "crm" if arrived_late else "down"
+
+
 def _yellow(
-    session: Session, alignment: Alignment, sla: Sla, clock: SlaClock, info: LeadInfo, *, now: dt.datetime
+    session: Session,
+    alignment: Alignment,
+    sla: Sla,
+    clock: SlaClock,
+    info: LeadInfo,
+    *,
+    now: dt.datetime,
+    arrived_late: bool = False,
 ) -> None:
     context = _context(alignment, sla, clock, info, now)
-    context["late"] = now - clock.warn_at > LATE_NOTICE
+    context["late"] = _late(clock.warn_at, now, arrived_late)
     _dm(
         session,
         alignment,
@@ -553,10 +604,17 @@ def _yellow(
 
 
 def _red(
-    session: Session, alignment: Alignment, sla: Sla, clock: SlaClock, info: LeadInfo, *, now: dt.datetime
+    session: Session,
+    alignment: Alignment,
+    sla: Sla,
+    clock: SlaClock,
+    info: LeadInfo,
+    *,
+    now: dt.datetime,
+    arrived_late: bool = False,
 ) -> None:
     context = _context(alignment, sla, clock, info, now)
-    context["late"] = now - clock.due_at > LATE_NOTICE
+    context["late"] = _late(clock.due_at, now, arrived_late)
     owner = alignment.person(clock.owner_email)
     context["for_manager"] = False
     context["escalates"] = any(t != "manager" for t in sla.escalate_to) or bool(
