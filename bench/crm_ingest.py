@@ -84,14 +84,21 @@ ON_ACCOUNT_LEADS = {0, 6, 13}
 class EventFactory:
     """CloudEvents as a CRM sends them, in cycles of twenty (see ``CYCLE``); thread-safe.
 
-    Ids are unique per factory (``prefix``) and per run; CRM times advance a second per event
-    from two days ago, so a deal's touches are older than its close, as in life.
+    Ids are unique per factory (``prefix``) and per run. CRM times are live, as a CRM sends its
+    events as they happen: they advance ``STEP`` an event from ``LEAD`` before the factory was
+    made, never past the moment an event is made, so a deal's touches are older than its close,
+    as in life. (They once started two days ago, which made the figures depend on the hour of
+    the run: after the hand-offs' deadlines every uncontacted lead was flagged red as it was
+    applied, a backfill's work and not a live stream's.)
     """
+
+    LEAD = dt.timedelta(minutes=10)
+    STEP = dt.timedelta(milliseconds=10)
 
     def __init__(self, prefix: str) -> None:
         self.prefix = f"{prefix}{uuid.uuid4().hex[:6]}"
         self._numbers = itertools.count()  # next() on a count is atomic under the GIL
-        self._base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=2)
+        self._base = dt.datetime.now(dt.UTC) - self.LEAD
         self._lock = threading.Lock()
         self.deals: list[tuple[str, float]] = []  # (deal_id, amount) of every closed-won event made
         self.counts: Counter[str] = Counter()  # events made, by type
@@ -110,7 +117,7 @@ class EventFactory:
         p = self.prefix
         account = f"{p}-A{cycle}"
         contact = f"cto@a{cycle}.{p}.example"
-        when = self._base + dt.timedelta(seconds=n)
+        when = min(self._base + self.STEP * n, dt.datetime.now(dt.UTC))
         data: dict[str, Any]
         if kind == H:
             data = {
@@ -162,7 +169,7 @@ class EventFactory:
             "id": f"{p}-{n}",
             "source": SOURCE,
             "type": kind,
-            "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "datacontenttype": "application/json",
             "data": data,
         }
