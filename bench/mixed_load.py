@@ -1318,7 +1318,7 @@ def analyse(
     late_rows = [[level, len(v), pct(v, 50), pct(v, 99), max(v)] for level, v in sorted(lateness.items())]
     print(
         "SLA nudges: arrival - the moment the flag fell due, s "
-        f"(due -> queued by the 2-s tick: p50 {pct(tick_part, 50):.2f}, max {max(tick_part, default=float('nan')):.2f})"
+        f"(due -> queued by the SLA tick: p50 {pct(tick_part, 50):.2f}, max {max(tick_part, default=float('nan')):.2f})"
     )
     print(benchlib.table(["flag", "n", "p50", "p99", "max"], late_rows))
     print()

@@ -9,7 +9,8 @@
    used.
 2. **Breach to DM**: 1,000 clocks whose deadlines fall uniformly over the next 120 s, one per
    owner (1,000 generated people with their own Slack IDs, reporting to 10 managers), with the
-   real machinery running: ``schedules.clock.start_scheduler`` (APScheduler, 2-s tick) and an
+   real machinery running: ``schedules.clock.start_scheduler`` (APScheduler, the 2-s tick and
+   its on-time runs) and an
    ``OutboxRelay`` thread (default pace) against a fake Slack enforcing ~1 post/s per channel.
    The delay from each deadline to the fake receiving the red flag: p50, p99, max (goal: p99
    under 5 s). Checked: each clock's red DM arrived exactly once, to its owner; each manager got
@@ -614,7 +615,7 @@ def bench_breach(
     when = f"over {spread:.0f} s" if spread else "all at one instant (a burst)"
     log_line(
         f"\n## 2. breach to DM: {count:,} deadlines {when}, {count:,} owners under {args.managers} "
-        "managers, the real scheduler (2-s tick) and relay"
+        "managers, the real scheduler (2-s tick, on-time runs) and relay"
     )
     alignment, reps, managers = crowd_alignment(count, args.managers)
     url = args.database_url or sqlite_url(workdir / f"breach-{spread:g}.db")
