@@ -440,11 +440,19 @@ class _DmLedger:
     REACH = dt.timedelta(hours=26)
 
     def __init__(self, session: Session, targets: set[str], *, now: dt.datetime) -> None:
+        self.session = session
+        self.targets = targets
         self.since = now - self.REACH
-        # (method, kind, created_at, not_before) of each row; a row's not_before is never before
-        # its created_at, so the rows created or due in the reach all have a not_before in it.
-        self.rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] = {t: [] for t in targets}
-        ordered = sorted(targets)
+        # (method, kind, created_at, not_before) of each row, read at the first count: most
+        # applies of CRM events flag nothing, and then pay nothing. Rows written before the read
+        # are in it (the same transaction); rows written after are added by :meth:`saw`.
+        self.rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] | None = None
+
+    def _read(self) -> dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]]:
+        rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] = {t: [] for t in self.targets}
+        ordered = sorted(self.targets)
+        # A row's not_before is never before its created_at, so the rows created or due in the
+        # reach all have a not_before in it.
         for start in range(0, len(ordered), 500):
             query = select(
                 OutboxMessage.channel,
@@ -453,8 +461,9 @@ class _DmLedger:
                 OutboxMessage.created_at,
                 OutboxMessage.not_before,
             ).where(OutboxMessage.channel.in_(ordered[start : start + 500]), OutboxMessage.not_before >= self.since)
-            for channel, method, kind, created_at, not_before in session.execute(query):
-                self.rows[channel].append((method, kind, created_at, not_before))
+            for channel, method, kind, created_at, not_before in self.session.execute(query):
+                rows[channel].append((method, kind, created_at, not_before))
+        return rows
 
     @classmethod
     @contextlib.contextmanager
@@ -476,6 +485,8 @@ class _DmLedger:
             session.info[_LEDGER] = previous
 
     def saw(self, row: Mapping[str, Any]) -> None:
+        if self.rows is None:
+            return  # not read yet: the read will find it
         kept = self.rows.get(row["channel"])
         if kept is not None:
             kept.append((row["method"], row["kind"], row["created_at"], row["not_before"]))
@@ -483,9 +494,11 @@ class _DmLedger:
     def count(self, target: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None) -> int | None:
         """Rows to ``target`` in [start, end): DMs by ``not_before``, or of ``kind`` by ``created_at``;
         None when the ledger does not hold them (another person, or a day it does not reach)."""
-        kept = self.rows.get(target)
-        if kept is None or start < self.since:
+        if target not in self.targets or start < self.since:
             return None
+        if self.rows is None:
+            self.rows = self._read()
+        kept = self.rows[target]
         if kind is None:
             return sum(1 for method, _, _, due in kept if method == "chat.postMessage" and start <= due < end)
         return sum(1 for _, k, created, _ in kept if k == kind and start <= created < end)
