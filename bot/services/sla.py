@@ -187,12 +187,12 @@ def refresh_leads(
             for lead in session.scalars(select(Lead).where(Lead.lead_id.in_(missing))):
                 rows[lead.lead_id] = lead
     seen: set[int] = set()
-    planned: list[tuple[SlaClock, ClockPlan, LeadInfo]] = []
-    new: set[int] = set()  # the clocks these events start (by object): their flags may come late
+    planned: list[tuple[SlaClock, ClockPlan, LeadInfo, bool]] = []  # bool: the events start the clock
     for lead_id in ids:
         info = lead_info(alignment, rows.get(lead_id), lead_id)
         for plan in derive_clocks(alignment, lead_id, history[lead_id]):
             found = stored.get((lead_id, plan.sla.name, plan.started_at))
+            started_now = found is None
             if found is not None:
                 clock = found
                 seen.add(clock.id)
@@ -213,16 +213,15 @@ def refresh_leads(
                 if plan.stopped_at is None and now - plan.due_at > HISTORY:
                     clock.warned_at = clock.escalated_at = now  # history: no flags
                 session.add(clock)
-                new.add(id(clock))
-            planned.append((clock, plan, info))
+            planned.append((clock, plan, info, started_now))
     session.flush()  # once for every new clock: the messages are keyed by the clocks' ids
     # As in a tick: a backfill of stale hand-offs flags many clocks at once, of few owners.
-    people = {p.owner_email for _, p, _ in planned} | {
-        m[r] for _, p, _ in planned for m in p.reassignments for r in ("from", "to")
+    people = {p.owner_email for _, p, _, _ in planned} | {
+        m[r] for _, p, _, _ in planned for m in p.reassignments for r in ("from", "to")
     }
     with _DmLedger.installed(session, alignment, people, now=now), session.no_autoflush:
-        for clock, plan, info in planned:
-            _apply(session, alignment, clock, plan, info, now=now, started_now=id(clock) in new)
+        for clock, plan, info, started_now in planned:
+            _apply(session, alignment, clock, plan, info, now=now, started_now=started_now)
     for clock in stored.values():
         if clock.id not in seen and clock.state in OPEN_STATES:
             # Its start is gone from the events (a corrected hand-off time): a clock that never ran.
