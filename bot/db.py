@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select, text
 
 try:
     import fcntl
@@ -279,6 +279,31 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
+    """``count`` new primary keys of ``model``'s integer ``id``, for rows the caller inserts later in
+    this transaction (so the ORM can insert them together, with no RETURNING, and after they are
+    complete).
+
+    PostgreSQL draws them from the column's sequence. SQLite has no sequence: it gives a new row
+    the largest id plus one, so the ids after the largest are free for as long as the transaction
+    holds the write lock, which a write session (``BEGIN IMMEDIATE``) does from its start. Rows of
+    ``model`` still pending in the session are flushed first so that their ids count; a row added
+    later without an id must be added after the reserved ones (the ORM inserts in that order).
+    """
+    if count <= 0:
+        return []
+    session.flush()
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+            {"table": table.name, "count": count},
+        )
+        return [int(row[0]) for row in rows]
+    largest = session.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(largest + 1, largest + 1 + count))
 
 
 def alembic_config(engine: Engine) -> Any:

@@ -18,7 +18,7 @@ from bot.config import Alignment, Noise
 from bot.crm_signature import sign
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
-from bot.models import SlaClock
+from bot.models import OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay
 from bot.services import sla as sla_service
 from bot.slack_signing import SlackDriver
@@ -491,3 +491,28 @@ def test_a_flag_due_between_two_regular_ticks_gets_a_tick_at_its_moment(
     with at("2026-11-23T18:00:01Z"):
         relay.drain()
     assert len(dms(fake_slack, "U0CHLOE")) == 1
+
+
+def test_clocks_started_by_one_batch_are_stored_with_the_ids_their_flags_name(deps: Dependencies) -> None:
+    """New clocks get their ids before they are inserted (one INSERT each, no UPDATE after): the flag
+    queued as a clock is applied must name the row that is stored, batch after batch."""
+    with at("2026-11-23T19:30:00Z"):  # B0 and B1 are past their 19:00 deadline on arrival; B2 is not
+        send(deps, handoff("B0", "2026-11-23T15:00:00Z"), handoff("B1", "2026-11-23T15:00:00Z"))
+        send(deps, handoff("B2", "2026-11-23T19:20:00Z"), handoff("B3", "2026-11-23T15:00:00Z", owner=DIEGO))
+    with deps.database.read_session() as session:
+        clocks = {c.lead_id: c for c in session.scalars(select(SlaClock))}
+        reds = {
+            key
+            for key in session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "sla.red"))
+            if key.count(":") == 2  # the owner's flag, not the manager's copy
+        }
+    assert len({c.id for c in clocks.values()}) == 4
+    assert reds == {f"sla:{clocks[lead].id}:red" for lead in ("B0", "B1", "B3")}
+    assert {lead: c.state for lead, c in clocks.items()} == {
+        "B0": "breached",
+        "B1": "breached",
+        "B2": "open",
+        "B3": "breached",
+    }
+    assert clocks["B2"].next_check_at == clocks["B2"].warn_at  # the state _apply gave it, stored at once
+    assert clocks["B0"].escalated_at is not None and clocks["B0"].next_check_at is None

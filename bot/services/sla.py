@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment, Person, Sla
+from bot.db import reserve_ids
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock
 from bot.outbox import OBSERVERS, Message, enqueue
@@ -188,6 +189,7 @@ def refresh_leads(
                 rows[lead.lead_id] = lead
     seen: set[int] = set()
     planned: list[tuple[SlaClock, ClockPlan, LeadInfo, bool]] = []  # bool: the events start the clock
+    started: list[SlaClock] = []
     for lead_id in ids:
         info = lead_info(alignment, rows.get(lead_id), lead_id)
         for plan in derive_clocks(alignment, lead_id, history[lead_id]):
@@ -212,9 +214,15 @@ def refresh_leads(
                 )
                 if plan.stopped_at is None and now - plan.due_at > HISTORY:
                     clock.warned_at = clock.escalated_at = now  # history: no flags
-                session.add(clock)
+                started.append(clock)
             planned.append((clock, plan, info, started_now))
-    session.flush()  # once for every new clock: the messages are keyed by the clocks' ids
+    # The messages are keyed by the clocks' ids, so new clocks get theirs now, reserved rather
+    # than inserted: each is then inserted once, at the next flush, as _apply left it. (Inserted
+    # here, every new clock cost an INSERT of its own on SQLite, which cannot say which RETURNING
+    # row is whose, and then an UPDATE for the state _apply gives it.)
+    for clock, clock_id in zip(started, reserve_ids(session, SlaClock, len(started)), strict=True):
+        clock.id = clock_id
+    session.add_all(started)
     # As in a tick: a backfill of stale hand-offs flags many clocks at once, of few owners.
     people = {p.owner_email for _, p, _, _ in planned} | {
         m[r] for _, p, _, _ in planned for m in p.reassignments for r in ("from", "to")
