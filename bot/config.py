@@ -488,11 +488,16 @@ class Alignment(_Section):
     def _lookups(self) -> tuple[dict[str, Person], dict[str, Person]]:
         # Look-ups the services make on every message: built once per list of people (a
         # model_copy that replaces the people gets its own), not per call.
-        if self._people_seen is not self.people:
-            self._by_email = {p.email: p for p in self.people}
-            self._by_slack_id = {p.slack_id: p for p in self.people if p.slack_id}
-            self._people_seen = self.people
-        return self._by_email, self._by_slack_id
+        # Read from pydantic's private storage directly: each ``self._x`` goes through
+        # ``BaseModel.__getattr__``, a slow path that a win post pays dozens of times.
+        private = self.__pydantic_private__
+        assert private is not None
+        people = self.people
+        if private["_people_seen"] is not people:
+            private["_by_email"] = {p.email: p for p in people}
+            private["_by_slack_id"] = {p.slack_id: p for p in people if p.slack_id}
+            private["_people_seen"] = people
+        return private["_by_email"], private["_by_slack_id"]
 
     def person(self, email: str) -> Person | None:
         """The person with that email (case-insensitive), if configured."""

@@ -9,6 +9,7 @@ daily post instead, so a big win looks big.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -66,12 +67,19 @@ def format_amount(amount: Decimal | float | None, currency: str | None) -> str:
     """``$48,000`` / ``€12,500.50``: the deal's currency, cents only when there are any."""
     if amount is None:
         return "an undisclosed amount"
+    return _formatted(str(amount), currency or "USD")
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(amount: str, currency: str) -> str:
+    """Babel's formatting, once per amount and currency: a deal's post is re-rendered at every
+    change of its account, and deals of one size recur (plans, seats)."""
     from babel.numbers import format_currency
 
-    value = Decimal(str(amount))
+    value = Decimal(amount)
     whole = value == value.to_integral_value()
     pattern = "¤#,##0" if whole else None
-    return str(format_currency(value, currency or "USD", format=pattern, locale="en_US", currency_digits=not whole))
+    return str(format_currency(value, currency, format=pattern, locale="en_US", currency_digits=not whole))
 
 
 def tier_of(alignment: Alignment, amount: Decimal | None) -> WinTier:
@@ -97,13 +105,34 @@ _JOURNEY_TYPES = ("lead.handed_off", "lead.stage_changed", "lead.contacted")
 
 @dataclass
 class _Known:
-    """What the posts of a set of deals read, fetched for all of them at once (a few queries, not a few per deal)."""
+    """What the posts of a set of deals read, fetched for all of them at once (a few queries, not a few per deal).
 
-    touches_by_account: dict[str, list[TouchRow]]
-    touches_by_contact: dict[str, list[TouchRow]]
-    leads_by_account: dict[str, list[Lead]]
-    leads_by_id: dict[str, Lead]
-    lead_events: dict[str, list[CrmEvent]]
+    Plain rows of the columns read, not ORM objects: nothing here is changed, and a win
+    post reads dozens of touches, leads and events, whose objects would cost more to build than
+    the post itself.
+    """
+
+    touches_by_account: dict[str, list[Any]]  # rows of _TOUCH_COLUMNS
+    touches_by_contact: dict[str, list[Any]]
+    leads_by_account: dict[str, list[Any]]  # rows of _LEAD_COLUMNS
+    leads_by_id: dict[str, Any]
+    lead_events: dict[str, list[Any]]  # rows of _EVENT_COLUMNS
+
+
+_TOUCHES = TouchRow.__table__.c
+_TOUCH_COLUMNS = (
+    _TOUCHES.touch_id,
+    _TOUCHES.account_id,
+    _TOUCHES.contact_email,
+    _TOUCHES.time,
+    _TOUCHES.campaign,
+    _TOUCHES.kind,
+    _TOUCHES.marketing_owner_email,
+)
+_LEADS = Lead.__table__.c
+_LEAD_COLUMNS = (_LEADS.lead_id, _LEADS.account_id, _LEADS.handed_off_at)
+_EVENTS = CrmEvent.__table__.c
+_EVENT_COLUMNS = (_EVENTS.id, _EVENTS.subject, _EVENTS.type, _EVENTS.time, _EVENTS.data)
 
 
 def _chunks(values: set[str], size: int = 500) -> list[list[str]]:
@@ -115,12 +144,14 @@ def _gather(session: Session, deals: Sequence[Deal]) -> _Known:
     accounts = {d.account_id for d in deals}
     contacts = {c["email"] for d in deals for c in d.contacts or [] if c.get("email")}
     known = _Known({}, {}, {}, {}, {})
-    touches: dict[str, TouchRow] = {}
+    touches: dict[str, Any] = {}
     for chunk in _chunks(accounts):
-        touches.update({t.touch_id: t for t in session.scalars(select(TouchRow).where(TouchRow.account_id.in_(chunk)))})
+        touches.update(
+            {t.touch_id: t for t in session.execute(select(*_TOUCH_COLUMNS).where(_TOUCHES.account_id.in_(chunk)))}
+        )
     for chunk in _chunks(contacts):
         touches.update(
-            {t.touch_id: t for t in session.scalars(select(TouchRow).where(TouchRow.contact_email.in_(chunk)))}
+            {t.touch_id: t for t in session.execute(select(*_TOUCH_COLUMNS).where(_TOUCHES.contact_email.in_(chunk)))}
         )
     for touch in sorted(touches.values(), key=lambda t: (t.time, t.touch_id)):
         known.touches_by_account.setdefault(touch.account_id, []).append(touch)
@@ -129,27 +160,30 @@ def _gather(session: Session, deals: Sequence[Deal]) -> _Known:
     named = {str(i) for d in deals for i in d.lead_ids or []}
     for chunk in _chunks(accounts):
         known.leads_by_id.update(
-            {x.lead_id: x for x in session.scalars(select(Lead).where(Lead.account_id.in_(chunk)))}
+            {x.lead_id: x for x in session.execute(select(*_LEAD_COLUMNS).where(_LEADS.account_id.in_(chunk)))}
         )
     for chunk in _chunks(named - set(known.leads_by_id)):
-        known.leads_by_id.update({x.lead_id: x for x in session.scalars(select(Lead).where(Lead.lead_id.in_(chunk)))})
+        known.leads_by_id.update(
+            {x.lead_id: x for x in session.execute(select(*_LEAD_COLUMNS).where(_LEADS.lead_id.in_(chunk)))}
+        )
     for lead in known.leads_by_id.values():
         if lead.account_id:
             known.leads_by_account.setdefault(lead.account_id, []).append(lead)
     for chunk in _chunks(named | set(known.leads_by_id)):
         query = (
-            select(CrmEvent)
-            .where(CrmEvent.subject.in_(chunk), CrmEvent.type.in_(_JOURNEY_TYPES))
-            .order_by(CrmEvent.time, CrmEvent.id)
+            select(*_EVENT_COLUMNS)
+            .where(_EVENTS.subject.in_(chunk), _EVENTS.type.in_(_JOURNEY_TYPES))
+            .order_by(_EVENTS.time, _EVENTS.id)
         )
-        for event in session.scalars(query):
+        for event in session.execute(query):
             known.lead_events.setdefault(event.subject, []).append(event)
     return known
 
 
-def _leads_of(known: _Known, deal: Deal) -> dict[str, Lead | None]:
-    """The deal's leads: those of its account, and those it names (a lead id may have no row)."""
-    leads: dict[str, Lead | None] = {lead.lead_id: lead for lead in known.leads_by_account.get(deal.account_id, [])}
+def _leads_of(known: _Known, deal: Deal) -> dict[str, Any]:
+    """The deal's leads (rows of ``_LEAD_COLUMNS``): those of its account, and those it names (a lead
+    id may have no row: None)."""
+    leads: dict[str, Any] = {lead.lead_id: lead for lead in known.leads_by_account.get(deal.account_id, [])}
     for lead_id in deal.lead_ids or []:
         leads.setdefault(str(lead_id), known.leads_by_id.get(str(lead_id)))
     return leads
