@@ -111,11 +111,17 @@ class Database:
         self._urgent_path: str | None = None
         self._urgent_fds = threading.local()
         self._urgent_probe: tuple[int, int] | None = None
+        self._sqlite_file = False
+        # SQLite: each thread's own connection for driver_statement, kept out of the pool.
+        self._statement_local = threading.local()
+        self._statement_connections: list[Any] = []
+        self._statement_lock = threading.Lock()
         if engine.dialect.name == "sqlite":
             path = engine.url.database
             on_disk = bool(path) and path != ":memory:" and not str(path).startswith("file:")
             self._write_turn = _WriterTurn(f"{path}-writer.lock" if on_disk else None)
             self._urgent_path = f"{path}-urgent.lock" if on_disk else None
+            self._sqlite_file = on_disk
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
     @classmethod
@@ -237,19 +243,42 @@ class Database:
             with self.driver_transaction() as cursor:
                 cursor.execute(sql, parameters)
                 return list(cursor.fetchall())
-        # The connection is checked out before the turn and returned after it, so the turn (every
-        # process's writers wait for it) is held only for the statement itself.
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+        if not self._sqlite_file:  # in memory: a connection of its own would be another database
+            connection = self.engine.raw_connection()
             try:
-                with self._write_turn:
-                    return list(cursor.execute(sql, parameters).fetchall())
+                return self._autocommit_statement(connection, sql, parameters)
             finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
+                connection.close()
+        return self._autocommit_statement(self._statement_connection(), sql, parameters)
+
+    def _autocommit_statement(self, connection: Any, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        cursor = connection.cursor()
+        try:
+            with self._write_turn:  # held for the statement only: every process's writers wait for it
+                return list(cursor.execute(sql, parameters).fetchall())
         finally:
-            connection.close()
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def _statement_connection(self) -> Any:
+        """This thread's SQLite connection for :meth:`driver_statement`, opened by the engine (so with
+        its pragmas) and then kept apart from the pool.
+
+        A pool checkout and checkin (with its reset, a rollback) cost about a fifth of a CRM
+        request's own time, for a connection that is in autocommit mode and holds no transaction
+        between statements. A SQLite file does not drop connections, so nothing is lost by
+        keeping it; :meth:`dispose` closes them.
+        """
+        local = self._statement_local
+        connection = getattr(local, "connection", None)
+        if connection is None or local.pid != os.getpid():
+            proxied = self.engine.raw_connection()
+            proxied.detach()  # closed by dispose(), never returned to the pool
+            connection = local.connection = proxied.dbapi_connection
+            local.pid = os.getpid()
+            with self._statement_lock:
+                self._statement_connections.append(connection)
+        return connection
 
     def _end_failed(self, connection: Any, cursor: Any, exc: BaseException) -> None:
         """Roll back a failed driver transaction, or discard its connection if the database dropped it."""
@@ -278,6 +307,12 @@ class Database:
         upgrade(self.engine)
 
     def dispose(self) -> None:
+        with self._statement_lock:
+            kept, self._statement_connections = self._statement_connections, []
+            self._statement_local = threading.local()
+        for connection in kept:
+            with contextlib.suppress(Exception):
+                connection.close()
         self.engine.dispose()
 
 

@@ -1,13 +1,17 @@
-"""The database layer: ids reserved for rows inserted later in the transaction."""
+"""The database layer: reserved ids, and the SQLite connections kept for the CRM's hot insert."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.db import Database, reserve_ids
-from bot.models import SlaClock
+from bot.models import CrmEvent, SlaClock
+from bot.services import crm
+from bot.services.crm_schema import CrmEventIn, validate_events
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 
@@ -43,3 +47,61 @@ def test_reserved_ids_are_never_given_to_another_row(database: Database) -> None
     assert [ids[f"r{i}"] for i in range(3)] == reserved == sorted(reserved)
     assert len(set(ids.values())) == 5 and ids["before"] < reserved[0]
     assert min(later) > max(ids.values())
+
+
+def _events(prefix: str, count: int) -> list[CrmEventIn]:
+    items = [
+        {
+            "specversion": "1.0",
+            "id": f"{prefix}-{n}",
+            "source": "crm://test",
+            "type": "touch.recorded",
+            "time": "2026-11-23T14:00:00Z",
+            "data": {"touch_id": f"{prefix}-{n}", "account_id": "A1", "campaign": "Summit", "kind": "event"},
+        }
+        for n in range(count)
+    ]
+    checked = validate_events(items, stages=["MQL"])
+    assert not checked.problems
+    return checked.events
+
+
+def _stored(database: Database) -> int:
+    with database.read_session() as session:
+        return int(session.scalar(select(func.count()).select_from(CrmEvent)) or 0)
+
+
+def test_requests_of_many_threads_store_every_event_once(tmp_path: Path) -> None:
+    """Each thread keeps its own SQLite connection for the request's insert, out of the pool."""
+    database = Database.from_url(f"sqlite:///{tmp_path / 'alignbot.db'}")
+    database.upgrade()
+    answers: list[int] = []
+
+    def requests(thread: int) -> None:
+        for n in range(40):
+            events = _events(f"t{thread}-{n}", 1)
+            result = crm.accept(database, events, now=NOW)
+            again = crm.accept(database, events, now=NOW)
+            answers.extend((result.accepted, again.duplicates))
+
+    threads = [threading.Thread(target=requests, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [1] * 320 and _stored(database) == 160
+    assert database.engine.pool.checkedout() == 0  # nothing borrowed from the pool and kept
+
+    database.dispose()  # closes the kept connections; the next request opens its own again
+    assert crm.accept(database, _events("after", 2), now=NOW).accepted == 2
+    assert _stored(database) == 162
+    database.dispose()
+
+
+def test_an_in_memory_database_stores_through_the_pool() -> None:
+    """A connection of its own would be another (empty) in-memory database: the pool's is used."""
+    database = Database.from_url("sqlite://")
+    database.upgrade()
+    assert crm.accept(database, _events("mem", 3), now=NOW).accepted == 3
+    assert _stored(database) == 3
+    database.dispose()
