@@ -105,13 +105,19 @@ class _Redactor:
         for value in self.secrets:
             if value in text:
                 text = text.replace(value, REDACTED)
+        if "xox" not in text and "xapp-" not in text:  # no token can match: skip the regex scan
+            return text
         return _SLACK_TOKEN.sub(REDACTED, text)
 
 
 def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
     """The context of the record's moment plus its ``extra=`` fields (the latter win)."""
     fields = dict(getattr(record, "context", None) or {})
-    fields.update({k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and k != "context"})
+    attributes = vars(record)
+    extra = attributes.keys() - _RECORD_ATTRS  # a set difference in C: a record has ~25 attributes
+    extra.discard("context")
+    if extra:
+        fields.update((k, attributes[k]) for k in attributes if k in extra)  # in the order they were given
     return fields
 
 
@@ -135,6 +141,7 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         super().__init__()
         self.redact = _Redactor(secret_values)
+        self._encode = json.JSONEncoder(default=str, ensure_ascii=False).encode  # built once, not per line
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -151,7 +158,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return self.redact(json.dumps(line, default=str, ensure_ascii=False))
+        return self.redact(self._encode(line))
 
 
 class TextFormatter(logging.Formatter):

@@ -75,8 +75,21 @@ def route_label(path: str) -> str:
 def observe_request(route: str, method: str, status: str, seconds: float) -> None:
     """Count one HTTP request and its duration."""
     method = method if method in {"GET", "HEAD", "POST"} else "other"
-    HTTP_REQUESTS.labels(route, method, status).inc()
-    HTTP_DURATION.labels(route).observe(seconds)
+    _child(HTTP_REQUESTS, route, method, status).inc()
+    _child(HTTP_DURATION, route).observe(seconds)
+
+
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, kept: labels() validates and locks on every call, on every request.
+    The label values are few (routes, methods, statuses, outcomes), so the dict stays small."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def count_crm_answer(status: int, body: Mapping[str, Any]) -> None:
@@ -85,9 +98,9 @@ def count_crm_answer(status: int, body: Mapping[str, Any]) -> None:
         for outcome, key in (("accepted", "accepted"), ("duplicate", "duplicates"), ("ignored", "ignored")):
             amount = int(body.get(key) or 0)
             if amount:
-                CRM_EVENTS.labels(outcome, "").inc(amount)
+                _child(CRM_EVENTS, outcome, "").inc(amount)
         return
-    CRM_EVENTS.labels("rejected", _REJECTED.get(status, str(status))).inc()
+    _child(CRM_EVENTS, "rejected", _REJECTED.get(status, str(status))).inc()
 
 
 # --- every process: counters in the database ------------------------------------------------
