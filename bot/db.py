@@ -264,8 +264,8 @@ class Database:
         """This thread's SQLite connection for :meth:`driver_statement`, opened by the engine (so with
         its pragmas) and then kept apart from the pool.
 
-        A pool checkout and checkin (with its reset, a rollback) cost about a fifth of a CRM
-        request's own time, for a connection that is in autocommit mode and holds no transaction
+        A pool checkout and checkin (with its reset, a rollback) cost ~12 us of a ~190 us CRM
+        request in-process, for a connection that is in autocommit mode and holds no transaction
         between statements. A SQLite file does not drop connections, so nothing is lost by
         keeping it; :meth:`dispose` closes them.
         """
