@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.fakeslack import FakeSlack
     from bot.models import CrmEvent, Deal, Lead, OutboxMessage, Touch
+    from bot.services import crm
 
     factories = {kind: EventFactory(kind[0]) for kind in KINDS}  # single events, per side
     batch_factories = {"bare": EventFactory("x"), "alignbot": EventFactory("b")}
@@ -481,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                         # Stored but not applied yet at the end of the round: what the projectors
                         # left for later while the requests went first.
                         with database.read_session() as session:
-                            left = session.scalar(select(func.count(CrmEvent.id)).where(CrmEvent.applied_at.is_(None)))
-                        backlogs.append(left or 0)
+                            left = crm.backlog(session, database.inbox)[0]
+                        backlogs.append(left)
                         print(f"  round {r + 1} batch: {left} events stored, not yet applied", flush=True)
             # The 202 means stored; the workers' projectors apply the events after. Wait for them
             # (servers still up) and report how long the last of them took to be applied.
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             waiting = -1
             while waiting != 0 and time.perf_counter() - last_request < 300:
                 with database.read_session() as session:
-                    waiting = session.scalar(select(func.count(CrmEvent.id)).where(CrmEvent.applied_at.is_(None))) or 0
+                    waiting = crm.backlog(session, database.inbox)[0]
                 if waiting:
                     time.sleep(0.05)
             catch_up = time.perf_counter() - last_request

@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - not POSIX: SQLite's busy timeout alone
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.inbox import Inbox
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -108,20 +110,20 @@ class Database:
         # SQLite has one writer at a time, and its busy handler waits by sleeping (up to 100 ms a
         # turn). Writers queue on a lock instead, and are woken the moment it is free.
         self._write_turn: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        self._urgent_path: str | None = None
-        self._urgent_fds = threading.local()
-        self._urgent_probe: tuple[int, int] | None = None
         self._sqlite_file = False
         # SQLite: each thread's own connection for driver_statement, kept out of the pool.
         self._statement_local = threading.local()
         self._statement_connections: list[Any] = []
         self._statement_lock = threading.Lock()
+        #: Where CRM requests store what they accept, on a SQLite file (see bot.inbox); None otherwise.
+        self.inbox: Inbox | None = None
         if engine.dialect.name == "sqlite":
             path = engine.url.database
             on_disk = bool(path) and path != ":memory:" and not str(path).startswith("file:")
             self._write_turn = _WriterTurn(f"{path}-writer.lock" if on_disk else None)
-            self._urgent_path = f"{path}-urgent.lock" if on_disk else None
             self._sqlite_file = on_disk
+            if on_disk:
+                self.inbox = Inbox(f"{path}-inbox", _WriterTurn(f"{path}-inbox-writer.lock"))
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
 
     @classmethod
@@ -135,41 +137,6 @@ class Database:
         """How many threads of this process wait for SQLite's one write turn (0 on PostgreSQL)."""
         turn = self._write_turn
         return turn.waiting if isinstance(turn, _WriterTurn) else 0
-
-    @contextlib.contextmanager
-    def urgent(self) -> Iterator[None]:
-        """Mark the writes inside as a request's that someone is waiting for (see :meth:`urgent_pending`).
-
-        On a SQLite file, a shared ``flock`` per thread on a file beside the database, so that the
-        background writers of every process (the CRM projectors) can see it and let it go first.
-        """
-        path = self._urgent_path
-        if path is None or fcntl is None:
-            yield
-            return
-        fd = getattr(self._urgent_fds, "fd", None)
-        if fd is None:
-            fd = self._urgent_fds.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def urgent_pending(self) -> bool:
-        """Whether a request in any process is inside :meth:`urgent` now (always False on PostgreSQL)."""
-        path = self._urgent_path
-        if path is None or fcntl is None:
-            return False
-        if self._urgent_probe is None or self._urgent_probe[1] != os.getpid():
-            self._urgent_probe = (os.open(path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid())
-        fd = self._urgent_probe[0]
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
 
     @property
     def is_sqlite(self) -> bool:
@@ -251,6 +218,21 @@ class Database:
                 connection.close()
         return self._autocommit_statement(self._statement_connection(), sql, parameters)
 
+    def read_statement(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """On a SQLite file, one read-only statement on this thread's kept connection: its rows.
+
+        In autocommit mode the statement reads the last committed state and waits for no writer
+        (WAL). Used beside the CRM inbox, which only a SQLite file has.
+        """
+        if not self._sqlite_file:
+            raise RuntimeError("read_statement is for a SQLite file's kept connections")
+        cursor = self._statement_connection().cursor()
+        try:
+            return list(cursor.execute(sql, parameters).fetchall())
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
     def _autocommit_statement(self, connection: Any, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
         cursor = connection.cursor()
         try:
@@ -313,6 +295,8 @@ class Database:
         for connection in kept:
             with contextlib.suppress(Exception):
                 connection.close()
+        if self.inbox is not None:
+            self.inbox.close()
         self.engine.dispose()
 
 

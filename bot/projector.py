@@ -6,6 +6,8 @@ batches, so a burst of requests is applied in a few transactions instead of one 
 worker runs one, woken by its own requests; ``alignbot clock`` and ``alignbot run`` run one
 too, which applies whatever a worker stored and could not apply (it was killed, the database
 went away). Each batch is one transaction: an event is applied with its messages, or not at all.
+On a SQLite file the requests store into the inbox (``bot.inbox``), and each batch first moves
+what waits there into ``crm_events``, in the same transaction.
 """
 
 from __future__ import annotations
@@ -72,37 +74,56 @@ class CrmProjector:
     def drain(self) -> int:
         """Apply every event that waits, a batch per transaction; returns how many were applied."""
         done = 0
+        inbox = self.database.inbox
         with self._pass_lock:
             while True:
                 self._let_requests_go_first()
+                moved: tuple[int, int] | None = None
                 try:
                     with self.database.session() as session:
+                        if inbox is not None:
+                            moved = crm.move_inbox(session, inbox, limit=self.batch)
                         count = pipeline.project(session, self.alignment, now=self.clock(), limit=self.batch)
                 except Exception:
                     # One event that cannot be applied must not hold up every event behind it.
+                    if moved is not None:
+                        self._move_inbox_only()  # the one that fails is then found among the stored
                     if not self._set_aside_failing():
                         raise
                     continue
+                if inbox is not None and moved is not None:
+                    inbox.delete_through(moved[1])  # only now: they are committed in crm_events
                 done += count
-                if count < self.batch:
+                if count < self.batch and (moved is None or moved[0] < self.batch):
                     return done
 
-    def _let_requests_go_first(self) -> None:
-        """On SQLite, wait (up to ``yield_limit``) while requests of any process store events.
+    def _move_inbox_only(self) -> None:
+        """Move the inbox's waiting events into ``crm_events`` without applying them."""
+        inbox = self.database.inbox
+        if inbox is None:
+            return
+        while True:
+            with self.database.session() as session:
+                moved = crm.move_inbox(session, inbox, limit=self.batch)
+            if moved is None:
+                return
+            inbox.delete_through(moved[1])
+            if moved[0] < self.batch:
+                return
 
-        A request that stores events is short and a CRM is waiting for its answer; a batch of the
-        projector holds the turn for a while and nobody waits for it. Under a burst the requests
-        go first and the events pile up a little, to be applied in bigger batches; the limit
-        keeps the projector from starving, so the backlog stays bounded.
+    def _let_requests_go_first(self) -> None:
+        """On SQLite, wait (up to ``yield_limit``) while other threads of this process wait to write.
+
+        Those are requests someone waits for (a Slack command or button storing its answer); a
+        batch of the projector holds SQLite's one write turn for a while and nobody waits for it.
+        The limit keeps the projector from starving, so the backlog stays bounded. CRM requests
+        do not wait for the projector at all: on SQLite they store into the inbox (``bot.inbox``),
+        a file with a write turn of its own.
         """
         if self.inline or not self.yield_limit:
             return
         deadline = time.monotonic() + self.yield_limit
-        while (
-            (self.database.writers_waiting() or self.database.urgent_pending())
-            and time.monotonic() < deadline
-            and not self._stop.is_set()
-        ):
+        while self.database.writers_waiting() and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.002)
 
     def _set_aside_failing(self) -> bool:

@@ -100,15 +100,13 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
         problem = verify(secrets, lowered.get(HEADER.lower()), body)
         if problem is not None:
             return Answer(401, {"error": problem})
-        # From here to the commit the CRM waits on us: the projectors let it write first.
-        with deps.database.urgent():
-            events = read_events(lowered.get("content-type", ""), lowered, body)
-            if isinstance(events, Answer):
-                return events
-            checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
-            if checked.problems:
-                return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
-            result = crm.accept(deps.database, checked.events, now=deps.clock(), ignored=checked.ignored)
+        events = read_events(lowered.get("content-type", ""), lowered, body)
+        if isinstance(events, Answer):
+            return events
+        checked = validate_events(events, stages=[s.name for s in deps.alignment.stages])
+        if checked.problems:
+            return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
+        result = crm.accept(deps.database, checked.events, now=deps.clock(), ignored=checked.ignored)
         if result.accepted:
             projector.wake()
         return Answer(202, result.as_dict())

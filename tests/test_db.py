@@ -67,8 +67,10 @@ def _events(prefix: str, count: int) -> list[CrmEventIn]:
 
 
 def _stored(database: Database) -> int:
+    """Events stored: in crm_events, or still in the SQLite inbox (bot.inbox), where requests store them."""
     with database.read_session() as session:
-        return int(session.scalar(select(func.count()).select_from(CrmEvent)) or 0)
+        stored = int(session.scalar(select(func.count()).select_from(CrmEvent)) or 0)
+    return stored + (database.inbox.backlog()[0] if database.inbox is not None else 0)
 
 
 def test_requests_of_many_threads_store_every_event_once(tmp_path: Path) -> None:

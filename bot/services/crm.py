@@ -5,7 +5,8 @@ touch or a deal is refolded from all of its stored events in time order whenever
 is applied, so a late or out-of-order event lands where it belongs.
 
 Two steps. :func:`accept` stores a request's events (the ``202`` means they are safe) and
-nothing else, so the CRM's request is answered fast. :func:`project` then applies the stored
+nothing else, so the CRM's request is answered fast (on a SQLite file it stores them in the
+inbox, ``bot.inbox``, and each batch of :func:`project`'s caller moves them in first). :func:`project` then applies the stored
 events that wait, a batch at a time: it folds what they touch, runs the reactions (win posts
 and SLA clocks into the outbox) and marks them applied, all in one transaction, so an event
 is applied completely or not at all, and a crash in between leaves it waiting for the next
@@ -23,13 +24,14 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
 from bot.db import Database
+from bot.inbox import Inbox, by_source
 from bot.models import CrmEvent, Deal, Lead, Touch
 from bot.services.crm_schema import CrmEventIn
 
@@ -124,11 +126,11 @@ class _DriverInsert:
     placeholder: str  # one row's "(?, ?, ...)" in the driver's parameter style
     encoders: tuple[Callable[[Any], Any] | None, ...]
 
-    def sql(self, rows: int) -> str:
-        # Only the module's own column names and the driver's placeholders: no value is in the text.
+    def sql(self, rows: int, table: str = "crm_events") -> str:
+        # Only the module's own table and column names and the driver's placeholders: no value is in the text.
         values = ", ".join([self.placeholder] * rows)
         return (
-            f"INSERT INTO crm_events ({', '.join(_STORED)}) VALUES {values} "  # noqa: S608
+            f"INSERT INTO {table} ({', '.join(_STORED)}) VALUES {values} "  # noqa: S608
             "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
         )
 
@@ -142,7 +144,10 @@ class _DriverInsert:
 
 
 def _insert_new(
-    dialect: Dialect, rows: Sequence[dict[str, Any]], run: Callable[[str, tuple[Any, ...]], Sequence[Any]]
+    dialect: Dialect,
+    rows: Sequence[dict[str, Any]],
+    run: Callable[[str, tuple[Any, ...]], Sequence[Any]],
+    table: str = "crm_events",
 ) -> set[tuple[str, str]]:
     """Insert the rows not stored yet, ``_ROWS_PER_STATEMENT`` a statement, through ``run(sql, values)``
     (a DBAPI cursor's, or a session connection's); returns the (source, id) of those it inserted."""
@@ -151,7 +156,7 @@ def _insert_new(
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
         new_keys.update(
-            (source, event_id) for source, event_id in run(insert.sql(len(chunk)), insert.parameters(chunk))
+            (source, event_id) for source, event_id in run(insert.sql(len(chunk), table), insert.parameters(chunk))
         )
     return new_keys
 
@@ -169,16 +174,26 @@ def _driver_insert(dialect: Dialect) -> _DriverInsert:
 def accept(database: Database, events: Sequence[CrmEventIn], *, now: dt.datetime, ignored: int = 0) -> IngestResult:
     """Store the events (idempotently) for :func:`project` to apply; the counts of the ``202``.
 
-    One transaction on the driver's connection (:meth:`bot.db.Database.driver_transaction`):
-    a CRM waits for it on every request, and SQLAlchemy's session and execution context would
-    cost about as much again as the database's own insert and commit.
+    On a SQLite file, into the inbox (``bot.inbox``: a file with a write turn of its own, so the
+    CRM never waits for a projector's batch), then a read of ``crm_events`` for the events that
+    were moved out of it before (duplicates too). Elsewhere, and for more events than one
+    statement takes (more than a request may send), one transaction on the driver's connection
+    (:meth:`bot.db.Database.driver_transaction`). A CRM waits for this on every request:
+    SQLAlchemy's session and execution context would cost about as much again as the
+    database's own insert and commit.
     """
     unique = _unique(events)
     if not unique:
         return IngestResult(duplicates=len(events), ignored=ignored)
     rows = _rows(unique.values(), now=now, applied_at=None)
 
-    if len(rows) <= _ROWS_PER_STATEMENT:  # one statement: atomic by itself
+    if database.inbox is not None and len(rows) <= _ROWS_PER_STATEMENT:
+        new_keys = _insert_new(database.engine.dialect, rows, database.inbox.write, table="crm_inbox")
+        moved_before = _already_moved(database, new_keys)
+        if moved_before:  # re-sent after being applied: the copies just made wait for nothing
+            database.inbox.forget(moved_before)
+            new_keys -= moved_before
+    elif len(rows) <= _ROWS_PER_STATEMENT:  # one statement: atomic by itself
         new_keys = _insert_new(database.engine.dialect, rows, database.driver_statement)
     else:
         with database.driver_transaction() as cursor:
@@ -190,6 +205,58 @@ def accept(database: Database, events: Sequence[CrmEventIn], *, now: dt.datetime
             new_keys = _insert_new(database.engine.dialect, rows, run)
     accepted = sum(1 for key in unique if key in new_keys)
     return IngestResult(accepted=accepted, duplicates=len(events) - accepted, ignored=ignored)
+
+
+def _already_moved(database: Database, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Those of ``keys`` that ``crm_events`` holds: events a projector moved out of the inbox before.
+
+    Read after the inbox insert: a projector commits the move before it deletes the moved rows
+    from the inbox, so an event that the insert found missing from the inbox is either new or
+    already visible here.
+    """
+    found: set[tuple[str, str]] = set()
+    for source, ids, marks in by_source(keys):
+        sql = f"SELECT event_id FROM crm_events WHERE source = ? AND event_id IN ({marks})"  # noqa: S608
+        found.update((source, row[0]) for row in database.read_statement(sql, (source, *ids)))
+    return found
+
+
+def move_inbox(session: Session, inbox: Inbox, *, limit: int) -> tuple[int, int] | None:
+    """Copy up to ``limit`` events from the inbox into ``crm_events`` (those not there yet), to be
+    applied in this transaction; returns how many inbox rows it read and the last one's id (None:
+    the inbox is empty).
+
+    The caller deletes the inbox rows through that id once this transaction has committed
+    (:meth:`bot.inbox.Inbox.delete_through`), never before: a crash in between copies them again,
+    and the copy skips what ``crm_events`` already holds.
+    """
+    waiting = inbox.waiting(limit)
+    if not waiting:
+        return None
+    insert = _driver_insert(session.get_bind().dialect)
+    connection = session.connection()
+    for start in range(0, len(waiting), _ROWS_PER_STATEMENT):
+        chunk = waiting[start : start + _ROWS_PER_STATEMENT]
+        # The values are already encoded as the column types encode them for SQLite: copied as they are.
+        values = tuple(value for row in chunk for value in row[1:])
+        connection.exec_driver_sql(insert.sql(len(chunk)), values).all()
+    return len(waiting), int(waiting[-1][0])
+
+
+def backlog(session: Session, inbox: Inbox | None) -> tuple[int, dt.datetime | None]:
+    """The events accepted but not applied yet, in ``crm_events`` and the inbox; the oldest one's arrival."""
+    waiting = CrmEvent.applied_at.is_(None)  # ix_crm_events_unapplied
+    count, oldest = session.execute(select(func.count(), func.min(CrmEvent.received_at)).where(waiting)).one()
+    count = count or 0
+    if inbox is not None:
+        queued, first = inbox.backlog()
+        count += queued
+        if first is not None:
+            arrived = dt.datetime.fromisoformat(first)
+            oldest = arrived if oldest is None else min(oldest, arrived)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    return count, oldest
 
 
 def ingest(
