@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - not POSIX: SQLite's busy timeout alone
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.connections import ThreadConnections
 from bot.inbox import Inbox
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -112,9 +113,7 @@ class Database:
         self._write_turn: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._sqlite_file = False
         # SQLite: each thread's own connection for driver_statement, kept out of the pool.
-        self._statement_local = threading.local()
-        self._statement_connections: list[Any] = []
-        self._statement_lock = threading.Lock()
+        self._statement_connections = ThreadConnections(self._open_statement_connection)
         #: Where CRM requests store what they accept, on a SQLite file (see bot.inbox); None otherwise.
         self.inbox: Inbox | None = None
         if engine.dialect.name == "sqlite":
@@ -251,16 +250,12 @@ class Database:
         between statements. A SQLite file does not drop connections, so nothing is lost by
         keeping it; :meth:`dispose` closes them.
         """
-        local = self._statement_local
-        connection = getattr(local, "connection", None)
-        if connection is None or local.pid != os.getpid():
-            proxied = self.engine.raw_connection()
-            proxied.detach()  # closed by dispose(), never returned to the pool
-            connection = local.connection = proxied.dbapi_connection
-            local.pid = os.getpid()
-            with self._statement_lock:
-                self._statement_connections.append(connection)
-        return connection
+        return self._statement_connections.get()
+
+    def _open_statement_connection(self) -> Any:
+        proxied = self.engine.raw_connection()
+        proxied.detach()  # closed by dispose(), never returned to the pool
+        return proxied.dbapi_connection
 
     def _end_failed(self, connection: Any, cursor: Any, exc: BaseException) -> None:
         """Roll back a failed driver transaction, or discard its connection if the database dropped it."""
@@ -289,12 +284,7 @@ class Database:
         upgrade(self.engine)
 
     def dispose(self) -> None:
-        with self._statement_lock:
-            kept, self._statement_connections = self._statement_connections, []
-            self._statement_local = threading.local()
-        for connection in kept:
-            with contextlib.suppress(Exception):
-                connection.close()
+        self._statement_connections.close_all()
         if self.inbox is not None:
             self.inbox.close()
         self.engine.dispose()

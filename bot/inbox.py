@@ -22,11 +22,11 @@ transaction, and an in-memory database has no file to put beside it.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
+
+from bot.connections import ThreadConnections
 
 #: The main table's stored columns, in ``bot.services.crm._STORED`` order (``applied_at`` stays NULL here).
 COLUMNS = ("source", "event_id", "type", "subject", "account_id", "time", "received_at", "data", "applied_at")
@@ -65,22 +65,21 @@ class Inbox:
     def __init__(self, path: str, turn: contextlib.AbstractContextManager[Any]) -> None:
         self.path = path
         self._turn = turn
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._connections = ThreadConnections(self._open)
 
     def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
-        if connection is None or local.pid != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        return cast(sqlite3.Connection, self._connections.get())
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=30000")
             self._check_layout(connection)
-            local.connection, local.pid = connection, os.getpid()
-            with self._lock:
-                self._opened.append(connection)
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _check_layout(self, connection: sqlite3.Connection) -> None:
@@ -133,12 +132,7 @@ class Inbox:
 
     def close(self) -> None:
         """Close every thread's connection (``Database.dispose``)."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-            self._local = threading.local()
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.close()
+        self._connections.close_all()
 
 
 def by_source(keys: Iterable[tuple[str, str]], chunk: int = 500) -> Iterator[tuple[str, list[str], str]]:

@@ -6,9 +6,10 @@ is applied, so a late or out-of-order event lands where it belongs.
 
 Two steps. :func:`accept` stores a request's events (the ``202`` means they are safe) and
 nothing else, so the CRM's request is answered fast (on a SQLite file it stores them in the
-inbox, ``bot.inbox``, and each batch of :func:`project`'s caller moves them in first). :func:`project` then applies the stored
-events that wait, a batch at a time: it folds what they touch, runs the reactions (win posts
-and SLA clocks into the outbox) and marks them applied, all in one transaction, so an event
+inbox, ``bot.inbox``, and the projector moves them in at the start of each batch with
+:func:`move_inbox`). :func:`project` then applies the stored events that wait, a batch at a
+time: it folds what they touch, runs the reactions (win posts and SLA clocks into the outbox)
+and marks them applied, all in one transaction, so an event
 is applied completely or not at all, and a crash in between leaves it waiting for the next
 projector. :func:`ingest` does both at once, for the callers that want the state at once.
 """
