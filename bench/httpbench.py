@@ -79,7 +79,7 @@ def serve_main(kind: str, workers: int, threads: int, build_bare_wsgi: Callable[
     if kind == "bare":
         # Same gunicorn and the same options (serve() builds them); only the WSGI app differs.
         bot.server.build_wsgi = build_bare_wsgi
-    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}")
+    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}", projector=kind != "bare")
 
 
 def _exit_with_parent() -> None:

@@ -116,6 +116,10 @@ class Inbox:
         sql = f"SELECT id, {columns} FROM crm_inbox ORDER BY id LIMIT ?"  # noqa: S608 - constant names
         return list(self._connection().execute(sql, (limit,)).fetchall())
 
+    def has_waiting(self) -> bool:
+        """Whether any event waits here (a read)."""
+        return self._connection().execute("SELECT 1 FROM crm_inbox LIMIT 1").fetchone() is not None
+
     def delete_through(self, last_id: int) -> None:
         """Forget every row up to ``last_id``: they are in ``crm_events`` now."""
         self.write("DELETE FROM crm_inbox WHERE id <= ?", (last_id,))

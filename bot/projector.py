@@ -2,12 +2,13 @@
 
 The request stores the events and answers ``202`` (they are safe); applying them (folding
 leads, touches and deals, queueing win posts, running SLA clocks) is this projector's work, in
-batches, so a burst of requests is applied in a few transactions instead of one each. Each web
-worker runs one, woken by its own requests; ``alignbot clock`` and ``alignbot run`` run one
-too, which applies whatever a worker stored and could not apply (it was killed, the database
-went away). Each batch is one transaction: an event is applied with its messages, or not at all.
-On a SQLite file the requests store into the inbox (``bot.inbox``), and each batch first moves
-what waits there into ``crm_events``, in the same transaction.
+batches, so a burst of requests is applied in a few transactions instead of one each.
+``alignbot web`` runs one in a process of its own beside its workers (``bot.projector_process``),
+polling; ``alignbot clock`` runs one too, which applies whatever the web server stored and could
+not apply (it was killed, the database went away). Each batch is one transaction: an event is
+applied with its messages, or not at all. On a SQLite file the requests store into the inbox
+(``bot.inbox``), and each batch first moves what waits there into ``crm_events``, in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -153,10 +154,10 @@ class CrmProjector:
         """Run in a daemon thread until :meth:`stop`; it also looks every ``poll_interval`` seconds.
 
         Woken, it waits ``gather`` seconds before applying: the price of an event is then a share
-        of one batch, at the cost of that much delay before a win is posted. A batch has a fixed
-        cost (~2 ms in-process for the claim, the folds' reads and the reactions' statements) and
-        competes with its worker's requests for the GIL; 0.25 s (rather than 0.05) made single
-        CRM events over HTTP ~10 % faster in ``bench/crm_ingest.py`` (see bench/README.md).
+        of one batch, at the cost of that much delay before a win is posted (a batch has a fixed
+        cost: ~2 ms in-process for the claim, the folds' reads and the reactions' statements).
+        Unwoken, it looks every ``poll_interval`` seconds with a read (:meth:`has_work`), and
+        applies only when something waits: an idle projector takes no write lock.
         """
         if self._thread is None and not self.inline:
             self._stop.clear()
@@ -172,21 +173,33 @@ class CrmProjector:
             self._thread.join(timeout)
             self._thread = None
 
+    def has_work(self) -> bool:
+        """Whether events wait to be applied: one read (two with an inbox), no write lock."""
+        inbox = self.database.inbox
+        if inbox is not None and inbox.has_waiting():
+            return True
+        with self.database.read_session() as session:
+            return crm.has_unapplied(session)
+
     def _run(self) -> None:
         backoff = 1.0
+        look = True  # at start: events may wait from before
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                applied = self.drain()
+                # Woken, there is work; a poll first looks, so an idle projector takes no write lock.
+                if look or self.has_work():
+                    applied = self.drain()
+                    if applied:
+                        log.debug("applied %d CRM events", applied)
                 backoff = 1.0
-                if applied:
-                    log.debug("applied %d CRM events", applied)
             except Exception:
                 log.exception("applying CRM events failed; retrying in %.0f s", backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
-            if self._wake.wait(self.poll_interval):
+            look = self._wake.wait(self.poll_interval)
+            if look:
                 # Woken by a request: let the requests arriving with it be stored too, so that
                 # under load one batch applies many of them (folding has a cost per batch).
                 self._stop.wait(self.gather)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -216,3 +217,90 @@ def _no_quiet_hours(alignment_path: Path) -> Path:
     path = Path(tempfile.mkdtemp()) / "alignment.toml"
     path.write_text(text)
     return path
+
+
+def _post_crm(port: int, events: list[dict[str, object]]) -> int:
+    from bot.crm_signature import HEADER
+    from bot.crm_signature import sign as sign_webhook
+
+    body = json.dumps(events).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/cloudevents-batch+json", HEADER: sign_webhook("whsec-processes", body)}
+    connection.request("POST", "/crm/events", body=body, headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    return answer.status
+
+
+def _won(deal_id: str) -> dict[str, object]:
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "specversion": "1.0",
+        "id": f"{deal_id}-won",
+        "source": "crm://processes",
+        "type": "deal.closed_won",
+        "time": at,
+        "datacontenttype": "application/json",
+        "data": {
+            "deal_id": deal_id,
+            "name": f"{deal_id} platform",
+            "account_id": f"{deal_id}-account",
+            "amount": 48000,
+            "currency": "USD",
+            "owner_email": "ava.ross@northwind.example",
+        },
+    }
+
+
+def _projector_pid(line: str) -> int:
+    return int(line.rsplit("(pid ", 1)[1].split(")", 1)[0])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in {"Z", "X"}  # a zombie has stopped running; its new parent reaps it
+
+
+def test_web_applies_crm_events_in_its_projector_process_and_starts_another_if_it_dies(
+    process_env: dict[str, str], fake_slack: FakeSlack, database: Database
+) -> None:
+    database.upgrade()
+    port = free_port()
+    env = {**process_env, "PORT": str(port), "ALIGNBOT_WEBHOOK_SECRET": "whsec-processes"}
+    web = Process(["web", "--workers", "1"], env)
+    try:
+        first = _projector_pid(web.wait_for_line("CRM projector process started"))
+        web.wait_for_line("Booting worker")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status = _post_crm(port, [_won("D-PROC-1")])
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert status == 202
+        # No clock runs: the web server's projector process applies the event and its relay posts the win.
+        # (the post and its journey: the relay of the process to be killed leaves no message claimed)
+        fake_slack.wait_for(lambda calls: len(fake_slack.posts("C0WINS")) == 2, timeout=10)
+        assert "D-PROC-1" in fake_slack.posts("C0WINS")[0].body["text"]
+
+        os.kill(first, signal.SIGKILL)  # the projector dies; the web server starts another
+        web.wait_for_line("stopped; starting another")
+        second = _projector_pid(web.wait_for_line("CRM projector process started", timeout=10))
+        assert second != first
+        assert _post_crm(port, [_won("D-PROC-2")]) == 202
+        fake_slack.wait_for(lambda calls: any("D-PROC-2" in str(c.body) for c in calls), timeout=10)
+        posts = [c for c in fake_slack.posts("C0WINS") if not c.body.get("thread_ts")]
+        assert sorted(p.body["metadata"]["event_payload"]["key"] for p in posts) == ["win:D-PROC-1", "win:D-PROC-2"]
+    finally:
+        assert web.stop() == 0
+    # Stopping the web server stops its projector process too: nothing is left running.
+    deadline = time.monotonic() + 10
+    while not _gone(second) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(second)

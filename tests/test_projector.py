@@ -107,6 +107,35 @@ def test_a_projector_thread_applies_what_the_request_stored(
     assert len(wins_posts(fake_slack)) == 1
 
 
+def test_a_polling_projector_finds_stored_events_unwoken_and_idles_without_a_write(
+    deferred: tuple[int, Dependencies], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web server's projector process is never woken: it polls. An idle poll only reads (a
+    write would take SQLite's one write turn from the requests four times a second)."""
+    port, deps = deferred
+    drains: list[int] = []
+    real_drain = CrmProjector.drain
+
+    def counted(self: CrmProjector) -> int:
+        drains.append(real_drain(self))
+        return drains[-1]
+
+    monkeypatch.setattr(CrmProjector, "drain", counted)
+    polling = CrmProjector(deps.database, deps.alignment, clock=deps.clock, poll_interval=0.02).start()
+    try:
+        time.sleep(0.3)  # ~15 polls with nothing stored
+        assert drains == [0]  # the look at start only
+        _send(port, *JOURNEY, won())  # stored by the request; the deferred projector is woken, not this one
+        deadline = time.monotonic() + 10
+        while _waiting(deps.database) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        polling.stop()
+    assert _waiting(deps.database) == 0
+    assert sum(drains) == len(JOURNEY) + 1
+    assert drains.count(0) == 1
+
+
 def test_a_worker_killed_after_storing_leaves_the_events_to_the_next_projector(
     deferred: tuple[int, Dependencies], fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:

@@ -244,6 +244,11 @@ def move_inbox(session: Session, inbox: Inbox, *, limit: int) -> tuple[int, int]
     return len(waiting), int(waiting[-1][0])
 
 
+def has_unapplied(session: Session) -> bool:
+    """Whether any stored event waits to be applied (ix_crm_events_unapplied: one index probe)."""
+    return session.execute(select(CrmEvent.id).where(CrmEvent.applied_at.is_(None)).limit(1)).first() is not None
+
+
 def backlog(session: Session, inbox: Inbox | None) -> tuple[int, dt.datetime | None]:
     """The events accepted but not applied yet, in ``crm_events`` and the inbox; the oldest one's arrival."""
     waiting = CrmEvent.applied_at.is_(None)  # ix_crm_events_unapplied
