@@ -135,7 +135,7 @@ def _forget_metrics(pid: int) -> None:
 
 def main() -> int:
     """The process: a projector polling every :data:`POLL_SECONDS` and an outbox relay, until told to stop."""
-    from bot.cli import _setup_logging
+    from bot.cli import _setup_logging, _stop_on_signals
     from bot.config import Environment, load_alignment
     from bot.db import Database
     from bot.outbox import OutboxRelay, relay_client
@@ -143,14 +143,7 @@ def main() -> int:
 
     env = Environment.from_environ()
     _setup_logging(env=env, command="web")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("CRM projector process: signal %d; stopping after the batch it applies", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()  # SIGTERM or SIGINT: the batch being applied ends first
     parent = os.getppid()
     database = Database.from_url(env.database_url)
     alignment = load_alignment(env.config_path)
