@@ -23,7 +23,9 @@ class Dependencies:
     """What every listener needs: the agreed alignment, the database, and the clock.
 
     ``projector`` applies the CRM events ``POST /crm/events`` stores; without one (the demo, most
-    tests) they are applied right after they are stored, before the request is answered.
+    tests) they are applied right after they are stored, before the request is answered. A web
+    worker's projector is never started: its ``wake()`` only sets a flag, and the web server's
+    projector process (``bot.projector_process``) finds the events by polling.
     """
 
     alignment: Alignment

@@ -91,7 +91,8 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
     """The endpoint's logic, given the request's headers and raw body (already limited in size).
 
     The request only stores the events: once they are committed the ``202`` can be given, and
-    the projector applies them (at once, when ``deps`` has no projector thread).
+    the projector applies them: at once when ``deps`` has none, else when its thread is woken or
+    (a web worker's projector, not started) when the server's projector process next looks.
     """
     projector = deps.projector or CrmProjector(deps.database, deps.alignment, clock=deps.clock, inline=True)
 
