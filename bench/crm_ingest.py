@@ -15,6 +15,11 @@ factory swapped for a bare WSGI function that only reads the body, checks its si
    same batches sent again (every event a duplicate: the idempotent path), and the bare endpoint
    on the same kind of bodies for the transport's ceiling.
 
+After every alignbot round the benchmark waits, untimed, until the projector has applied every
+event the round stored (so that catch-up does not fall in the bare side's next round), and
+prints how long that took, the projector's CPU per event, and the rate the round's events were
+stored *and* applied (its events over the round plus its catch-up).
+
 Correctness is checked while measuring: every alignbot answer must be 202 with the counts
 expected (``accepted`` 1 for a single event, 1,000 for a new batch, ``duplicates`` 1,000 for a
 re-sent one), and afterwards the database must hold exactly one ``crm_events`` row per event
@@ -446,6 +451,41 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             single_checks = {"bare": expect(None), "alignbot": expect(1)}
+            catch_ups: dict[str, list[float]] = {"single": [], "batch": []}
+            # Events of an alignbot round over the round and its catch-up: the rate at which they
+            # were stored *and* applied, the one a CRM could keep up without a backlog growing.
+            applied_rates: dict[str, list[float]] = {"single": [], "batch": []}
+
+            def settle(kind: str, result: httpbench.RoundResult, measured: bool, into: str = "single") -> None:
+                """After an alignbot round, untimed: wait until the projector has applied every event stored.
+
+                The 202 means stored; applying is the projector's, after. Left to run on, that
+                work would fall in the next round, the bare side's, and slow it down.
+                """
+                if kind != "alignbot" and into == "single":
+                    return
+                began = time.perf_counter()
+                cpu_began = httpbench.children_cpu_seconds(servers["alignbot"].process.pid)["projector"]
+                waiting = -1
+                while waiting != 0 and time.perf_counter() - began < 300:
+                    with database.read_session() as session:
+                        waiting = crm.backlog(session, database.inbox)[0]
+                    if waiting:
+                        time.sleep(0.05)
+                took = time.perf_counter() - began
+                cpu = httpbench.children_cpu_seconds(servers["alignbot"].process.pid)["projector"] - cpu_began
+                if not measured:
+                    return
+                catch_ups[into].append(took)
+                if result.events and (into == "single" or result.kind == "batch"):
+                    applied_rates[into].append(result.events / (result.seconds + took))
+                if result.events:
+                    total = (result.projector_cpu_ms * result.requests / 1000 + cpu) * 1e6 / result.events
+                    print(
+                        f"  {'':28}  every event applied {took:.2f}s after the round; "
+                        f"projector CPU {total:.0f} us/event in all",
+                        flush=True,
+                    )
 
             def single(kind: str, round_seconds: float) -> httpbench.RoundResult:
                 return measure(
@@ -458,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=warmup,
                 rounds=rounds,
                 seconds=seconds,
+                settle=settle,
             )
             print(
                 f"batches of {size}: {args.batch_clients} keep-alive clients, {batch_rounds} round(s) of "
@@ -466,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             new_batches = batch_source(batch_factories["alignbot"], size, sent_batches)
             warm.append(measure("batch", "alignbot", new_batches, expect(-1), warmup, args.batch_clients))
+            settle("alignbot", warm[-1], False, "batch")
             batches: list[httpbench.RoundResult] = []
             backlogs: list[int] = []
             for r in range(batch_rounds):
@@ -479,12 +521,14 @@ def main(argv: list[str] | None = None) -> int:
                     batches.append(result)
                     report_round(f"round {r + 1} {label}", result)
                     if label == "batch":
-                        # Stored but not applied yet at the end of the round: what the projectors
+                        # Stored but not applied yet at the end of the round: what the projector
                         # left for later while the requests went first.
                         with database.read_session() as session:
                             left = crm.backlog(session, database.inbox)[0]
                         backlogs.append(left)
                         print(f"  round {r + 1} batch: {left} events stored, not yet applied", flush=True)
+                    if side == "alignbot":
+                        settle(side, result, True, "batch")
             # The 202 means stored; the workers' projectors apply the events after. Wait for them
             # (servers still up) and report how long the last of them took to be applied.
             last_request = time.perf_counter()
@@ -562,12 +606,25 @@ def main(argv: list[str] | None = None) -> int:
     summary = benchlib.medians_by_kind(
         singles + batches,
         (*KINDS, "bare-batch", "batch", "duplicates"),
-        ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "client_cpu"),
+        ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "client_cpu", "server_cpu_ms", "projector_cpu_ms"),
     )
     ratios = COMPARISON.ratios(summary)
     COMPARISON.print_table(
         f"single events over HTTP: medians over {rounds} round(s) of {seconds:g}s per side", summary, ratios
     )
+    single_catch_up = benchlib.percentile(catch_ups["single"], 50) if catch_ups["single"] else float("nan")
+    print(
+        f"server CPU a request (medians): bare {summary['bare']['server_cpu_ms']:.2f} ms; alignbot "
+        f"{summary['alignbot']['server_cpu_ms']:.2f} ms, of which its projector process "
+        f"{summary['alignbot']['projector_cpu_ms']:.2f} ms within the round; after each alignbot round "
+        f"every event was applied {single_catch_up:.2f}s later (median; untimed, before the next round)"
+    )
+    applied_single = benchlib.percentile(applied_rates["single"], 50) if applied_rates["single"] else float("nan")
+    print(
+        f"stored and applied, catch-up included: alignbot {applied_single:.0f} single events/s (median), "
+        f"{benchlib.ratio(applied_single, summary['bare']['events_per_s']):.2f}x bare"
+    )
+    print()
     print("alignbot latency by event type (all measured single-event rounds pooled)")
     by_type: dict[str, list[float]] = {}
     for res in singles:
@@ -591,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_out.append(
             [label, figures["events_per_s"], figures["requests_per_s"], figures["p50_ms"], figures["p99_ms"]]
         )
+    applied_batch = benchlib.percentile(applied_rates["batch"], 50) if applied_rates["batch"] else float("nan")
+    batch_out.append(["alignbot, new events stored and applied", applied_batch, "", "", ""])
     batch_out.append(["goal (new events, SQLite)", ">= 10000", "", "", ""])
     print(benchlib.table(["", "events/s", "batches/s", "p50 ms", "p99 ms"], batch_out))
     print()
@@ -637,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "summary": summary,
             "ratios": ratios,
+            "catch_up_s": catch_ups,
+            "applied_events_per_s": applied_rates,
             "by_type": {row[0]: {"requests": row[1], "p50_ms": row[2], "p99_ms": row[3]} for row in type_rows},
             "rounds": [
                 {

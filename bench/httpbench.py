@@ -239,7 +239,8 @@ class RoundResult:
     by_label: dict[str, list[float]] = field(default_factory=dict)
     notes: list[Any] = field(default_factory=list)  # what the checks kept (e.g. the ids answered)
     client_cpu: float = float("nan")  # CPU seconds of this process (the clients) per wall second
-    server_cpu_ms: float = float("nan")  # CPU of the server's workers per request sent, in ms
+    server_cpu_ms: float = float("nan")  # CPU of the server's workers (and projector) per request sent, in ms
+    projector_cpu_ms: float = float("nan")  # of which the projector process's (alignbot), in ms per request
 
     @property
     def requests_per_s(self) -> float:
@@ -262,6 +263,8 @@ class RoundResult:
     def latency_note(self) -> str:
         """The end of a round's line: latencies, client CPU, bad answers."""
         server = f", server CPU {self.server_cpu_ms:.2f} ms/req" if self.server_cpu_ms == self.server_cpu_ms else ""
+        if server and self.projector_cpu_ms > 0:
+            server += f" (projector {self.projector_cpu_ms:.2f})"
         return (
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, client CPU {self.client_cpu:.0%}{server}, "
             f"{len(self.bad)} bad"
@@ -269,23 +272,37 @@ class RoundResult:
 
 
 def workers_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) the children of process ``pid`` (gunicorn's workers) have used; Linux only.
+    """CPU seconds (user + system) the children of process ``pid`` (gunicorn's workers, and alignbot's
+    projector process) have used; Linux only.
 
     Read before and after a round, it says what a request costs the server, which the
     throughput alone does not: both sides share the machine's cores with the clients.
     """
+    return sum(children_cpu_seconds(pid).values())
+
+
+PROJECTOR_COMMAND = "bot.projector_process"
+
+
+def children_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of the children of ``pid``: ``{"workers": ..., "projector": ...}`` (the projector
+    process is told apart by its command line). NaN for both when ``/proc`` cannot tell."""
+    # Every thread's children: the arbiter forks the workers from its main thread, and starts the
+    # projector process from a thread of its own.
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
     except OSError:
-        return float("nan")
-    ticks = 0
+        return {"workers": float("nan"), "projector": float("nan")}
+    ticks = {"workers": 0, "projector": 0}
     for child in children:
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        group = "projector" if PROJECTOR_COMMAND.encode() in command else "workers"
+        ticks[group] += int(fields[11]) + int(fields[12])  # utime, stime
+    return {group: count / os.sysconf("SC_CLK_TCK") for group, count in ticks.items()}
 
 
 def run_round(
@@ -361,13 +378,15 @@ def run_round(
     start.wait()
     began = time.perf_counter()
     cpu_began = time.process_time()
-    server_began = workers_cpu_seconds(server_pid) if server_pid else float("nan")
+    server_began = children_cpu_seconds(server_pid) if server_pid else None
     deadline[0] = began + seconds
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
-    server_cpu = (workers_cpu_seconds(server_pid) if server_pid else float("nan")) - server_began
+    server_cpu = {"workers": float("nan"), "projector": float("nan")}
+    if server_pid and server_began is not None:
+        server_cpu = {k: v - server_began[k] for k, v in children_cpu_seconds(server_pid).items()}
     merged: dict[str, list[float]] = {}
     for chunk in by_label:
         for label, values in chunk.items():
@@ -383,7 +402,8 @@ def run_round(
         by_label=merged,
         notes=[note for chunk in notes for note in chunk],
         client_cpu=cpu / elapsed if elapsed else float("nan"),
-        server_cpu_ms=server_cpu * 1000 / sum(sent) if sum(sent) else float("nan"),
+        server_cpu_ms=sum(server_cpu.values()) * 1000 / sum(sent) if sum(sent) else float("nan"),
+        projector_cpu_ms=server_cpu["projector"] * 1000 / sum(sent) if sum(sent) else float("nan"),
     )
 
 
@@ -394,19 +414,28 @@ def alternate(
     warmup: float,
     rounds: int,
     seconds: float,
+    settle: Callable[[str, RoundResult, bool], None] | None = None,
 ) -> tuple[list[RoundResult], list[RoundResult]]:
     """An unmeasured warm-up round per side, then ``rounds`` rounds per side, the sides taking turns.
 
     ``measure(kind, seconds)`` runs one round; ``report(round number, kind, result)`` tells of
-    each measured one. Returns the warm-up results and the measured ones.
+    each measured one. ``settle(kind, result, measured)``, untimed, runs after every round: work a side
+    left for later (alignbot's projector applying what a round stored) is then done before the
+    other side's round, not during it. Returns the warm-up results and the measured ones.
     """
-    warm = [measure(kind, warmup) for kind in KINDS]
+    warm = []
+    for kind in KINDS:
+        warm.append(measure(kind, warmup))
+        if settle is not None:
+            settle(kind, warm[-1], False)
     results: list[RoundResult] = []
     for r in range(rounds):
         for kind in KINDS:
             result = measure(kind, seconds)
             results.append(result)
             report(r + 1, kind, result)
+            if settle is not None:
+                settle(kind, result, True)
     return warm, results
 
 
