@@ -852,9 +852,10 @@ def outbox_lags(rows: list[Any], calls: list[Any]) -> tuple[list[Delivery], list
     """Each outbox message the fake received, with its lag split into Slack's pace and the rest.
 
     A ``chat.postMessage`` is matched to its row by the metadata key; a ``chat.update`` by the
-    conversation and ts it edited. Within a channel, in arrival order, a message "could be sent"
-    at ``max(due, previous arrival + 1 s)``: before that, Slack's limit holds it (pace lag);
-    after, the system does (system lag).
+    conversation and ts it edited. Within a channel, in arrival order, a post "could be sent" at
+    ``max(due, previous arrival, previous post's arrival + 1 s)`` and an edit at ``max(due, previous
+    arrival)`` (Slack limits edits per workspace, not per channel): before that, the channel's
+    order and Slack's limit hold it (pace lag); after, the system does (system lag).
     """
     problems: list[str] = []
     by_key = {row.key: row for row in rows}
@@ -901,11 +902,16 @@ def outbox_lags(rows: list[Any], calls: list[Any]) -> tuple[list[Delivery], list
         by_channel[delivery.channel].append(delivery)
     for queue in by_channel.values():
         queue.sort(key=lambda d: d.arrival)
-        previous: float | None = None
+        previous = previous_post = float("-inf")
         for delivery in queue:
-            could = delivery.due if previous is None else max(delivery.due, previous + SLACK_PACE)
-            delivery.pace_lag = max(0.0, could - delivery.due)
-            delivery.system_lag = delivery.arrival - max(could, delivery.due)
+            # In order within the channel; Slack's limit spaces the posts only (an edit is limited
+            # per workspace, so it waits for what came before it, not for a slot).
+            could = max(delivery.due, previous)
+            if delivery.method == "chat.postMessage":
+                could = max(could, previous_post + SLACK_PACE)
+                previous_post = delivery.arrival
+            delivery.pace_lag = could - delivery.due
+            delivery.system_lag = delivery.arrival - could
             previous = delivery.arrival
     return deliveries, problems
 
