@@ -474,10 +474,15 @@ class OutboxRelay:
                 attempts = [self._attempt(claim) for claim in claims]
             outcomes = self._record(attempts)
             after = self.clock()
-            for claim in claims:  # the channel may have more waiting: look when its next slot opens
+            # A channel just posted to waits for its next slot, unless what it has next is an edit
+            # (not paced per channel): a post's "Acted on" edit then goes now, not a pace later.
+            posted = {claim.channel for claim in claims if claim.method in PACED_METHODS}
+            edit_next = self._edit_at_head(posted) if posted else set()
+            for claim in claims:  # the channel may have more waiting: look when it may send it
+                paced = claim.method in PACED_METHODS and claim.channel not in edit_next
                 blocked[claim.channel] = max(
                     self._paused_until.get(claim.channel, after),
-                    self._next_slot.get(claim.channel, after) if claim.method in PACED_METHODS else after,
+                    self._next_slot.get(claim.channel, after) if paced else after,
                 )
             self._next_due = next_due
             self._blocked_until = blocked
@@ -541,6 +546,25 @@ class OutboxRelay:
         )
         with self.database.read_session() as session:
             return [(row.id, row.channel, row.method, row.next_attempt_at) for row in session.execute(stmt)]
+
+    def _edit_at_head(self, channels: set[str]) -> set[str]:
+        """Those of ``channels`` whose oldest undelivered message is one Slack does not pace per channel."""
+        pending = and_(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
+        found: set[str] = set()
+        ordered = sorted(channels)
+        with self.database.read_session() as session:
+            for start in range(0, len(ordered), 500):
+                heads = (
+                    select(func.min(OutboxMessage.id).label("id"))
+                    .where(pending, OutboxMessage.channel.in_(ordered[start : start + 500]))
+                    .group_by(OutboxMessage.channel)
+                    .subquery()
+                )
+                rows = session.execute(
+                    select(OutboxMessage.channel, OutboxMessage.method).join(heads, heads.c.id == OutboxMessage.id)
+                )
+                found |= {channel for channel, method in rows if method not in PACED_METHODS}
+        return found
 
     def _claim(self, session: Session, message_ids: Sequence[int], now: dt.datetime) -> dict[int, _Claim]:
         """Claim these messages and their channels' next slots, in the pass's transaction.

@@ -263,3 +263,25 @@ def test_an_edit_does_not_wait_for_the_channels_pace_but_the_next_post_still_doe
     assert first.at < edit.at < first.at + 0.5  # right after the post it edits
     assert following.at - first.at >= 1.0  # posts keep their pace
     assert fake_slack.rate_limited == 0
+
+
+def test_a_running_relay_sends_an_edit_right_after_the_post_before_it_not_a_pace_later(
+    database: Database, fake_slack: FakeSlack
+) -> None:
+    """The relay's own thread, as a server runs it (``drain`` looks again at once by itself): after
+    a post it looks at what its channel has next, and an edit there does not wait for the slot."""
+    fake_slack.enforce_rate_limit(1.0)
+    put(database, "post")
+    put(database, "edit", method="chat.update", target_key="post")
+    put(database, "next post")
+    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05).start()
+    try:
+        fake_slack.wait_for(lambda calls: len(fake_slack.posts("C0WINS")) == 2, timeout=10)
+    finally:
+        relay.stop()
+    [first, following] = fake_slack.posts("C0WINS")
+    [edit] = fake_slack.calls_to("chat.update")
+    assert edit.body["ts"] == first.response["ts"]
+    assert first.at < edit.at < first.at + 0.5  # right after the post it edits
+    assert following.at - first.at >= 1.0  # the next post still keeps the pace
+    assert fake_slack.rate_limited == 0
