@@ -39,7 +39,7 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -174,6 +174,17 @@ def delivered(session: Session, key: str) -> OutboxMessage | None:
 
 
 # --- the relay -------------------------------------------------------------------------------
+
+
+def _heads(channels: Sequence[str] | None = None) -> Any:
+    """A subquery of the id of each channel's oldest undelivered message (of ``channels``, or of all):
+    each channel keeps its order (``ix_outbox_pending``)."""
+    query = select(func.min(OutboxMessage.id).label("id")).where(
+        OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
+    )
+    if channels is not None:
+        query = query.where(OutboxMessage.channel.in_(channels))
+    return query.group_by(OutboxMessage.channel).subquery()
 
 
 class PacedRateLimitHandler(RateLimitErrorRetryHandler):
@@ -535,8 +546,7 @@ class OutboxRelay:
 
     def _channel_heads(self, now: dt.datetime) -> list[tuple[int, str, str, dt.datetime]]:
         """The oldest undelivered message of each channel, so each channel keeps its order."""
-        pending = and_(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
-        heads = select(func.min(OutboxMessage.id).label("id")).where(pending).group_by(OutboxMessage.channel).subquery()
+        heads = _heads()
         stmt = (
             select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.method, OutboxMessage.next_attempt_at)
             .join(heads, heads.c.id == OutboxMessage.id)
@@ -549,17 +559,11 @@ class OutboxRelay:
 
     def _edit_at_head(self, channels: set[str]) -> set[str]:
         """Those of ``channels`` whose oldest undelivered message is one Slack does not pace per channel."""
-        pending = and_(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
         found: set[str] = set()
         ordered = sorted(channels)
         with self.database.read_session() as session:
             for start in range(0, len(ordered), 500):
-                heads = (
-                    select(func.min(OutboxMessage.id).label("id"))
-                    .where(pending, OutboxMessage.channel.in_(ordered[start : start + 500]))
-                    .group_by(OutboxMessage.channel)
-                    .subquery()
-                )
+                heads = _heads(ordered[start : start + 500])
                 rows = session.execute(
                     select(OutboxMessage.channel, OutboxMessage.method).join(heads, heads.c.id == OutboxMessage.id)
                 )
