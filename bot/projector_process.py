@@ -10,9 +10,7 @@ three paired runs; see bench/README.md).
 ``when_ready`` hook), starts another if it dies, and stops it on the way out (``on_exit``). It
 polls for stored events every :data:`POLL_SECONDS`: an idle look is one read, with no write
 lock. It runs an outbox relay of its own, so a win post leaves as soon as its batch commits.
-A worker's requests only store their events, and answer. It runs at a lower CPU priority than
-the workers (:data:`NICENESS`), as the projector thread of each worker once let waiting requests
-write first: a burst is stored at the speed of the requests and applied when they leave CPU.
+A worker's requests only store their events, and answer.
 
 Run by hand for a test or a look: ``python -m bot.projector_process`` (the ``ALIGNBOT_*``
 environment of ``alignbot web``); it stops on SIGTERM or SIGINT, or when its parent goes.
@@ -38,10 +36,6 @@ POLL_SECONDS = 0.25
 #: waits twice as long each time (up to :data:`MAX_BACKOFF`), so a broken deployment does not spin.
 HEALTHY_AFTER = 60.0
 MAX_BACKOFF = 30.0
-#: The process's CPU priority below the workers' (``nice``): where they share cores, the requests
-#: a CRM or Slack waits for are served first, and the projector applies in the time they leave.
-#: Even with every worker busy it keeps a share (about a tenth of a core against a busy worker).
-NICENESS = 10
 
 
 class ProjectorProcess:
@@ -149,8 +143,6 @@ def main() -> int:
 
     env = Environment.from_environ()
     _setup_logging(env=env, command="web")
-    with contextlib.suppress(OSError):  # before any thread starts: they inherit it
-        os.nice(NICENESS)
     stop = _stop_on_signals()  # SIGTERM or SIGINT: the batch being applied ends first
     parent = os.getppid()
     database = Database.from_url(env.database_url)
