@@ -290,9 +290,13 @@ def children_cpu_seconds(pid: int) -> dict[str, float]:
     # Every thread's children: the arbiter forks the workers from its main thread, and starts the
     # projector process from a thread of its own.
     try:
-        children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return {"workers": float("nan"), "projector": float("nan")}
+    children: list[str] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            children += (task / "children").read_text().split()
     ticks = {"workers": 0, "projector": 0}
     for child in children:
         try:
@@ -324,7 +328,8 @@ def run_round(
     measured is what the server sustains with that many requests in flight. ``next_request(n)``
     builds the n-th request of the round (signed just before it is sent); ``check`` judges each
     answer. Up to five bad answers keep ``sample`` bytes of their body. With ``server_pid`` (the
-    gunicorn arbiter) the CPU its workers used over the round is reported per request.
+    gunicorn arbiter) the CPU its children used over the round (the workers, and alignbot's
+    projector process apart) is reported per request.
     """
     tickets = itertools.count()  # next() on a count is atomic under the GIL
     per_client: list[list[float]] = [[] for _ in range(clients)]

@@ -4,8 +4,9 @@
 message exists exactly when the change that caused it was committed, and a second enqueue
 of the same key is a no-op. ``OutboxRelay`` delivers what is due:
 
-- one message at a time per channel, in the order written, paced to Slack's limit of about
-  one message a second per channel;
+- one message at a time per channel, in the order written; posts paced to Slack's limit of
+  about one a second per channel, edits (``chat.update``, limited per workspace) as soon as
+  the messages before them are delivered;
 - a 429 is honoured through slack_sdk's retry handler when Slack asks for a short wait, and
   by pausing that channel when it asks for a long one;
 - 5xx answers and connection errors are retried with backoff, forever (an outage never
