@@ -466,13 +466,13 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.01)
                 return time.perf_counter() - began
 
-            def settle(kind: str, result: httpbench.RoundResult, measured: bool, into: str = "single") -> None:
+            def settle(result: httpbench.RoundResult, measured: bool) -> None:
                 """After an alignbot round, untimed: wait until the projector has applied every event stored.
 
                 The 202 means stored; applying is the projector's, after. Left to run on, that
                 work would fall in the next round, the bare side's, and slow it down.
                 """
-                if kind != "alignbot":
+                if result.kind in ("bare", "bare-batch"):
                     return
                 cpu_began = httpbench.children_cpu_seconds(servers["alignbot"].process.pid)["projector"]
                 took = wait_until_applied()
@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 # A re-sent batch (all duplicates) stores nothing: there is nothing of its own to apply.
                 if not measured or not result.events or result.kind == "duplicates":
                     return
+                into = "single" if result.kind == "alignbot" else "batch"
                 catch_ups[into].append(took)
                 applied_rates[into].append(result.events / (result.seconds + took))
                 total = (result.projector_cpu_ms * result.requests / 1000 + cpu) * 1e6 / result.events
@@ -509,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             new_batches = batch_source(batch_factories["alignbot"], size, sent_batches)
             warm.append(measure("batch", "alignbot", new_batches, expect(-1), warmup, args.batch_clients))
-            settle("alignbot", warm[-1], False, "batch")
+            settle(warm[-1], False)
             batches: list[httpbench.RoundResult] = []
             backlogs: list[int] = []
             for r in range(batch_rounds):
@@ -529,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                             left = crm.backlog(session, database.inbox)[0]
                         backlogs.append(left)
                         print(f"  round {r + 1} batch: {left} events stored, not yet applied", flush=True)
-                    settle(side, result, True, "batch")
+                    settle(result, True)
             # Every alignbot round was followed by its catch-up; this is the last look before the
             # correctness checks, which hold for the applied state.
             left_over = wait_until_applied()
@@ -607,14 +608,14 @@ def main(argv: list[str] | None = None) -> int:
     COMPARISON.print_table(
         f"single events over HTTP: medians over {rounds} round(s) of {seconds:g}s per side", summary, ratios
     )
-    single_catch_up = benchlib.percentile(catch_ups["single"], 50) if catch_ups["single"] else float("nan")
+    single_catch_up = benchlib.percentile(catch_ups["single"], 50)
     print(
         f"server CPU a request (medians): bare {summary['bare']['server_cpu_ms']:.2f} ms; alignbot "
         f"{summary['alignbot']['server_cpu_ms']:.2f} ms, of which its projector process "
         f"{summary['alignbot']['projector_cpu_ms']:.2f} ms within the round; after each alignbot round "
         f"every event was applied {single_catch_up:.2f}s later (median; untimed, before the next round)"
     )
-    applied_single = benchlib.percentile(applied_rates["single"], 50) if applied_rates["single"] else float("nan")
+    applied_single = benchlib.percentile(applied_rates["single"], 50)
     print(
         f"stored and applied, catch-up included: alignbot {applied_single:.0f} single events/s (median), "
         f"{benchlib.ratio(applied_single, summary['bare']['events_per_s']):.2f}x bare"
@@ -643,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_out.append(
             [label, figures["events_per_s"], figures["requests_per_s"], figures["p50_ms"], figures["p99_ms"]]
         )
-    applied_batch = benchlib.percentile(applied_rates["batch"], 50) if applied_rates["batch"] else float("nan")
+    applied_batch = benchlib.percentile(applied_rates["batch"], 50)
     batch_out.append(["alignbot, new events stored and applied", applied_batch, "", "", ""])
     batch_out.append(["goal (new events, SQLite)", ">= 10000", "", "", ""])
     print(benchlib.table(["", "events/s", "batches/s", "p50 ms", "p99 ms"], batch_out))

@@ -419,12 +419,12 @@ def alternate(
     warmup: float,
     rounds: int,
     seconds: float,
-    settle: Callable[[str, RoundResult, bool], None] | None = None,
+    settle: Callable[[RoundResult, bool], None] | None = None,
 ) -> tuple[list[RoundResult], list[RoundResult]]:
     """An unmeasured warm-up round per side, then ``rounds`` rounds per side, the sides taking turns.
 
     ``measure(kind, seconds)`` runs one round; ``report(round number, kind, result)`` tells of
-    each measured one. ``settle(kind, result, measured)``, untimed, runs after every round: work a side
+    each measured one. ``settle(result, measured)``, untimed, runs after every round: work a side
     left for later (alignbot's projector applying what a round stored) is then done before the
     other side's round, not during it. Returns the warm-up results and the measured ones.
     """
@@ -432,7 +432,7 @@ def alternate(
     for kind in KINDS:
         warm.append(measure(kind, warmup))
         if settle is not None:
-            settle(kind, warm[-1], False)
+            settle(warm[-1], False)
     results: list[RoundResult] = []
     for r in range(rounds):
         for kind in KINDS:
@@ -440,7 +440,7 @@ def alternate(
             results.append(result)
             report(r + 1, kind, result)
             if settle is not None:
-                settle(kind, result, True)
+                settle(result, True)
     return warm, results
 
 
