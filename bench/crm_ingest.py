@@ -448,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                     timeout=60,
                     sample=300,
                     server_pid=servers[side].process.pid,
+                    client=args.client,
                 )
 
             single_checks = {"bare": expect(None), "alignbot": expect(1)}

@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     next_request=commands(kind, users, fake.response_url()),
                     check=CHECKS[kind],
                     server_pid=servers[kind].process.pid,
+                    client=args.client,
                 )
 
             warm, results = httpbench.alternate(measure, report_round, warmup=warmup, rounds=rounds, seconds=seconds)
