@@ -123,6 +123,24 @@ def machine() -> str:
     )
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (kB) of a live process, from ``/proc`` (empty once it has gone; Linux only).
+
+    For a child's peak memory, poll this while it runs: ``ru_maxrss`` of a forked and exec'd child
+    keeps the forking parent's high-water mark, so it would show the benchmark's own size.
+    """
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name in {"VmRSS", "VmHWM"}:
+                    found[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
 def save_results(name: str, data: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` (ignored by git) and return its path."""
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -818,17 +818,6 @@ def bench_breach(
 # --- 3. peak memory of the clock process -----------------------------------------------------
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (kB) of a live process."""
-    found: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as handle:
-        for line in handle:
-            name, _, value = line.partition(":")
-            if name in {"VmRSS", "VmHWM"}:
-                found[name] = int(value.split()[0])
-    return found
-
-
 @dataclass
 class ClockRun:
     label: str
@@ -841,11 +830,8 @@ class ClockRun:
 
 
 def run_clock_process(label: str, url: str, slack_url: str, seconds: float, workdir: Path) -> ClockRun:
-    """``python -m bot.cli clock`` for ``seconds``, then SIGTERM; its peak RSS from /proc/<pid>/status.
-
-    Not ``ru_maxrss``: on Linux a child's ``ru_maxrss`` keeps the high-water mark of the forking
-    parent's memory it started as, across the exec, so it would show this benchmark's size.
-    """
+    """``python -m bot.cli clock`` for ``seconds``, then SIGTERM; its peak RSS polled from /proc
+    (``benchlib.proc_status``: not ``ru_maxrss``, which would show this benchmark's size)."""
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
@@ -862,13 +848,13 @@ def run_clock_process(label: str, url: str, slack_url: str, seconds: float, work
         )
         began = time.monotonic()
         while time.monotonic() - began < seconds and process.poll() is None:
-            status = proc_status(process.pid)
+            status = benchlib.proc_status(process.pid)
             if status:
                 run.samples.append((time.monotonic() - began, status.get("VmRSS", 0)))
                 run.peak_kb = max(run.peak_kb, status.get("VmHWM", 0))
                 run.rss_kb = status.get("VmRSS", 0)
             time.sleep(0.25)
-        status = proc_status(process.pid)
+        status = benchlib.proc_status(process.pid)
         run.peak_kb = max(run.peak_kb, status.get("VmHWM", 0))
         run.rss_kb = status.get("VmRSS", run.rss_kb)
         if process.poll() is None:
