@@ -141,6 +141,18 @@ def proc_status(pid: int) -> dict[str, int]:
     return found
 
 
+def json_record(line: str) -> dict[str, Any] | None:
+    """A JSON log line of alignbot's services as a dict (``level``, ``logger``, ``message``,
+    ``exception``...), or None for a line that is not one (text written before logging was set up)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def save_results(name: str, data: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` (ignored by git) and return its path."""
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -281,7 +281,7 @@ def build_store_wsgi(env: Any, path: str) -> Any:
                         database.execute("COMMIT")
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
-            data = json.dumps({"accepted": accepted, "duplicates": len(rows) - accepted}).encode()
+            data = json.dumps({"accepted": accepted, "duplicates": len(rows) - accepted, "ignored": 0}).encode()
             status = "202 Accepted"
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
@@ -542,7 +542,11 @@ def main(argv: list[str] | None = None) -> int:
                     client=args.client,
                 )
 
-            single_checks = {"bare": expect(None), "alignbot": expect(1)}
+            # The store baseline answers with counts too: each of its events must be stored, once.
+            bare_single, bare_batch = (
+                (expect(1), expect(-1)) if args.baseline == "store" else (expect(None), expect(None))
+            )
+            single_checks = {"bare": bare_single, "alignbot": expect(1)}
             catch_ups: dict[str, list[float]] = {"single": [], "batch": []}
             # Events of an alignbot round over the round and its catch-up: the rate at which they
             # were stored *and* applied, the one a CRM could keep up without a backlog growing.
@@ -607,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             backlogs: list[int] = []
             for r in range(batch_rounds):
                 runs: tuple[tuple[str, str, Source, httpbench.Check], ...] = (
-                    ("bare-batch", "bare", batch_source(batch_factories["bare"], size, None), expect(None)),
+                    ("bare-batch", "bare", batch_source(batch_factories["bare"], size, None), bare_batch),
                     ("batch", "alignbot", batch_source(batch_factories["alignbot"], size, sent_batches), expect(-1)),
                     ("duplicates", "alignbot", resend_source(sent_batches, size), expect(0, size)),
                 )
@@ -686,6 +690,16 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(
                 f"{len(win_posts)} win posts and {len(journeys)} journeys queued for {len(big)} wins over the line"
             )
+        if args.baseline == "store":
+            bare_sent = sum(
+                res.requests * (size if res.kind == "bare-batch" else 1)
+                for res in every
+                if res.kind in {"bare", "bare-batch"}
+            )
+            with contextlib.closing(sqlite3.connect(store)) as stored:
+                store_rows = stored.execute("SELECT count(*) FROM events").fetchone()[0]
+            if store_rows != bare_sent:
+                problems.append(f"the store baseline holds {store_rows} rows for {bare_sent} events sent to it")
         logs = httpbench.scan_logs(servers.values())
         problems += logs.problems(exceptions=5)
         wins_delivered = len(fake.posts(CONFIG_WINS))

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import http.client
 import itertools
-import json
 import os
 import re
 import signal
@@ -210,36 +209,35 @@ def scan_logs(servers: Iterable[Server]) -> LogScan:
     and plain text from anything that wrote before logging was set up (a crash at start-up)."""
     scan = LogScan()
     for server in servers:
-        text_lines: list[str] = []
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                text_lines.append(line)
+        lines = server.log_path.read_text(errors="replace").splitlines()
+        records = [benchlib.json_record(line) for line in lines]
+        for line, record in zip(lines, records, strict=True):
+            if record is None:
+                if " ERROR " in line or line.startswith("Traceback"):
+                    scan.errors.append(line)
+                elif " WARNING " in line:
+                    scan.warnings.append(line)
+                if m := _EXCEPTION.match(line):
+                    scan.exceptions[m.group(0)[:160]] += 1
                 continue
             level = str(record.get("level", "")).lower()
             said = f"{record.get('logger')}: {record.get('message')}"
-            if level in {"error", "critical"}:
+            traceback = str(record.get("exception") or "").splitlines()
+            if level in {"error", "critical"} or traceback:
                 scan.errors.append(said)
             elif level == "warning":
                 scan.warnings.append(said)
-            traceback = str(record.get("exception") or "").splitlines()
-            if traceback:
-                if level not in {"error", "critical"}:
-                    scan.errors.append(said)
-                scan.exceptions.update(m.group(0)[:160] for tb in traceback if (m := _EXCEPTION.match(tb)))
-                if not scan.first_traceback:
-                    scan.first_traceback = [said, *traceback]
-        scan.errors += [line for line in text_lines if " ERROR " in line or line.startswith("Traceback")]
-        scan.warnings += [line for line in text_lines if " WARNING " in line]
-        scan.exceptions.update(m.group(0)[:160] for line in text_lines if (m := _EXCEPTION.match(line)))
-        starts = [i for i, line in enumerate(text_lines) if line.startswith("Traceback")]
+            scan.exceptions.update(m.group(0)[:160] for tb in traceback if (m := _EXCEPTION.match(tb)))
+            if traceback and not scan.first_traceback:
+                scan.first_traceback = [said, *traceback]
+        starts = [i for i, line in enumerate(lines) if records[i] is None and line.startswith("Traceback")]
         if starts and not scan.first_traceback:
-            # The whole (chained) traceback: up to the next log record, which starts with a date.
-            end = next((i for i in range(starts[0] + 1, len(text_lines)) if _LOG_RECORD.match(text_lines[i])), None)
-            scan.first_traceback = text_lines[max(starts[0] - 1, 0) : end]
+            # The whole (chained) traceback: up to the next log record (a JSON line, or text with a date).
+            end = next(
+                (i for i in range(starts[0] + 1, len(lines)) if records[i] is not None or _LOG_RECORD.match(lines[i])),
+                len(lines),
+            )
+            scan.first_traceback = lines[max(starts[0] - 1, 0) : end]
     return scan
 
 
@@ -343,13 +341,16 @@ def children_cpu_seconds(pid: int) -> dict[str, float]:
 
 
 class LeanConnection:
-    """One keep-alive HTTP/1.1 connection that POSTs and reads answers with a ``Content-Length``.
+    """One keep-alive HTTP/1.1 connection that POSTs and reads the answers these servers give.
 
     The load generator runs on the cores the servers use, so what it spends a request is taken
     from them. ``http.client`` parses each answer's headers with the ``email`` package: ~165 us of
-    CPU a round trip where this takes ~65 us (a scratch loop against a canned answer). Both
-    gunicorn sides answer with a ``Content-Length``; an answer without one, or a closed
-    connection, raises ``http.client.HTTPException`` or ``OSError`` like ``http.client`` would.
+    CPU a round trip where this takes ~65 us (a scratch loop against a canned answer). It reads a
+    body by its ``Content-Length`` (every answer of gunicorn here has one), none for 204 and 304,
+    or up to the end of a connection the server closes; anything else (a chunked body, a status
+    line that is not HTTP's, a ``1xx`` it never asked for) raises ``http.client.HTTPException``,
+    and a connection that drops raises it or ``OSError``. The caller's headers must not repeat
+    ``Host`` or ``Content-Length``, which it writes itself.
     """
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
@@ -373,16 +374,30 @@ class LeanConnection:
             self._buffer += self._receive()
         head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
         status_line, *fields = head.split(b"\r\n")
-        status, length, closing = int(status_line.split(b" ", 2)[1]), None, False
+        version, _, rest = status_line.partition(b" ")
+        code = rest[:3]
+        if not (version.startswith(b"HTTP/1.") and code.isdigit() and int(code) >= 200):
+            raise http.client.BadStatusLine(repr(status_line))
+        status, length, closing = int(code), None, False
         for line in fields:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise http.client.HTTPException(f"a Content-Length that is not a number: {line!r}")
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 closing = True
+            elif name == b"transfer-encoding":
+                raise http.client.HTTPException(f"a body this client does not read: {line!r}")
+        if status in {204, 304}:
+            length = 0
         if length is None:
-            raise http.client.HTTPException(f"an answer without Content-Length: {status_line!r}")
+            if not closing:
+                raise http.client.HTTPException(f"an answer without Content-Length: {status_line!r}")
+            while chunk := self._socket.recv(65536):  # the body runs to the end of the connection
+                self._buffer += chunk
+            length = len(self._buffer)
         while len(self._buffer) < length:
             self._buffer += self._receive()
         data, self._buffer = self._buffer[:length], self._buffer[length:]
@@ -465,7 +480,10 @@ def run_round(
 
     def send(index: int) -> None:
         connection = connect("127.0.0.1", port, timeout)
-        connection.connect()
+        try:
+            connection.connect()
+        except OSError as exc:  # counted; the loop connects again (no thread may miss the barrier)
+            bads[index].append(f"{type(exc).__name__}: {exc}")
         start.wait()
         while True:
             n = next(tickets)

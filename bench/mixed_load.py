@@ -922,9 +922,8 @@ def scan_log(path: Path) -> tuple[list[str], list[str], int]:
     warnings: list[str] = []
     lines = path.read_text(errors="replace").splitlines()
     for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
+        record = benchlib.json_record(line)
+        if record is None:
             if "Traceback" in line or "Error" in line:
                 errors.append(line)
             continue

@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other, in full or with ``--quick``.
 
-    python bench/run_all.py            # full runs (about ten minutes in all; the import of a million events ~4)
+    python bench/run_all.py            # full runs (about ten minutes in all; the import of a million events ~3.5)
     python bench/run_all.py --quick    # smoke runs (a few seconds each)
 
 Each benchmark prints its own table; this script prints how each ended and exits non-zero

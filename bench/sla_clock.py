@@ -865,11 +865,17 @@ def run_clock_process(label: str, url: str, slack_url: str, seconds: float, work
             process.kill()
             run.exit_status = process.wait()
     text = log_path.read_text(encoding="utf-8", errors="replace")
-    for line in text.splitlines():
-        if " ERROR " in line or line.startswith("Traceback"):
-            run.log_problems.append(f"{label}: {line[:200]}")
-        elif "caught up on" in line or "running " in line:
-            run.jobs.append(line.split(" alignbot.clock ", 1)[-1])
+    for line in text.splitlines():  # JSON lines (the clock is a service), text before logging is set up
+        record = benchlib.json_record(line)
+        if record is None:
+            if " ERROR " in line or line.startswith("Traceback"):
+                run.log_problems.append(f"{label}: {line[:200]}")
+            continue
+        message = str(record.get("message", ""))
+        if str(record.get("level", "")).lower() in {"error", "critical"} or record.get("exception"):
+            run.log_problems.append(f"{label}: {record.get('logger')}: {message[:200]}")
+        elif record.get("logger") == "alignbot.clock" and message.startswith(("caught up on", "running ")):
+            run.jobs.append(message)
     if run.exit_status not in (0, None):
         run.log_problems.append(f"{label}: the clock exited with status {run.exit_status} (log: {log_path})")
     return run
