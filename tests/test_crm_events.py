@@ -184,16 +184,38 @@ def test_a_rotated_secret_is_accepted_with_either_signature(app: App, deps: Depe
         assert post(bound, headers, body, secret="new-secret")[0] == 202
 
 
-def test_wrong_content_type_and_oversized_bodies(port: int, database: Database) -> None:
+def _wrong_content_type() -> tuple[dict[str, str], bytes]:
     _headers, body = structured(event("lead.handed_off", "2026-11-17T15:00:00Z", HANDOFF))
-    status, answer = post(port, {"Content-Type": "text/plain"}, body)
-    assert status == 415 and "application/cloudevents+json" in answer["error"]
-    huge = b"[" + b" " * (2 * 1024 * 1024) + b"]"
-    status, _ = post(port, {"Content-Type": "application/cloudevents-batch+json"}, huge)
-    assert status == 413
-    status, answer = post(port, {"Content-Type": "application/cloudevents+json"}, b"{not json")
-    assert status == 400 and "not valid JSON" in answer["errors"][0]["message"]
-    assert count(database, CrmEvent) == 0
+    return {"Content-Type": "text/plain"}, body
+
+
+def _two_mebibytes_of_real_events() -> tuple[dict[str, str], bytes]:
+    """A valid, signed batch of real events, padded with whitespace past the 1 MiB limit to 2 MiB."""
+    headers, body = batch([event("lead.handed_off", "2026-11-17T15:00:00Z", HANDOFF)])
+    assert body.endswith(b"]")
+    return headers, body[:-1] + b" " * (2 * 1024 * 1024 - len(body)) + b"]"
+
+
+def _not_json() -> tuple[dict[str, str], bytes]:
+    return {"Content-Type": "application/cloudevents+json"}, b"{not json"
+
+
+@pytest.mark.parametrize(
+    ("request_of", "status", "said"),
+    [
+        pytest.param(_wrong_content_type, 415, "application/cloudevents+json", id="wrong content type"),
+        pytest.param(_two_mebibytes_of_real_events, 413, "bytes", id="2 MiB body"),
+        pytest.param(_not_json, 400, "not valid JSON", id="not JSON"),
+    ],
+)
+def test_a_refused_body_gets_its_status_and_stores_nothing(
+    port: int, database: Database, request_of, status: int, said: str
+) -> None:
+    headers, body = request_of()
+    got, answer = post(port, headers, body)
+    assert got == status
+    assert said in (answer.get("error") or answer["errors"][0]["message"])
+    assert (count(database, CrmEvent), count(database, Lead)) == (0, 0)
 
 
 def test_without_a_webhook_secret_the_endpoint_says_so(app: App, deps: Dependencies) -> None:
@@ -212,8 +234,8 @@ def test_deal_state_follows_its_events(port: int, database: Database) -> None:
         "owner_email": "ben.okafor@northwind.example",
         "contacts": [{"email": "CTO@initech.example", "role": "champion"}],
     }
-    post(port, *structured(event("deal.closed_won", "2026-11-17T15:00:00Z", won)))
-    post(port, *structured(event("deal.reopened", "2026-11-18T15:00:00Z", {"deal_id": "D7"})))
+    assert post(port, *structured(event("deal.closed_won", "2026-11-17T15:00:00Z", won)))[0] == 202
+    assert post(port, *structured(event("deal.reopened", "2026-11-18T15:00:00Z", {"deal_id": "D7"})))[0] == 202
     with database.read_session() as session:
         deal = session.get(Deal, "D7")
         assert deal is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,10 +16,11 @@ from bot.config import Alignment, Attribution, Environment
 from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.models import Deal
+from bot.outbox import OutboxRelay, relay_client
 from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
-from tests.conftest import SIGNING_SECRET, response_json
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET, response_json
 from tests.crm_helpers import batch, event, post, serve
 from tests.test_feedback_command import all_text
 
@@ -156,23 +158,76 @@ def test_each_model_shares_the_credit_as_defined(
     assert f"Credit by the {model.replace('_', ' ').replace('u shaped', 'U-shaped')} model" in shown
 
 
+THREE = [
+    touch("a", "2026-10-01", "Webinar", "webinar", PRIYA),
+    touch("b", "2026-10-15", "Guide", "content", LENA),
+    touch("c", "2026-11-01", "Dinner", "event", SAM),
+]
+# Sent in this order, both at 15:00 on Oct 10: the credit goes by touch id, not by arrival.
+SAME_MOMENT = [
+    touch("t-b", "2026-10-10", "Trade show booth", "event", SAM),
+    touch("t-a", "2026-10-10", "Trade show talk", "event", LENA),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "touches", "expected"),
+    [
+        # 33 1/3 each: equal remainders, the odd point to the earliest touch.
+        pytest.param("linear", THREE, {"Webinar": "34%", "Guide": "33%", "Dinner": "33%"}, id="linear three-way tie"),
+        pytest.param(
+            "first_touch", SAME_MOMENT, {"Trade show talk": "100%"}, id="first touch of two at the same moment"
+        ),
+        pytest.param("u_shaped", THREE[:1], {"Webinar": "100%"}, id="u-shaped one touch"),
+        pytest.param("time_decay", THREE[1:2], {"Guide": "100%"}, id="time decay one touch"),
+    ],
+)
+def test_ties_and_single_touches_are_credited_as_section_6_says(
+    model: str,
+    touches: list[Any],
+    expected: dict[str, str],
+    env: Environment,
+    deps: Dependencies,
+    fake_slack: FakeSlack,
+    relay: OutboxRelay,
+) -> None:
+    alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
+    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
+    with serve(create_app(env, other), other) as bound:
+        send(bound, *touches, won())
+    relay.drain()
+    credits = all_text(wins_posts(fake_slack)[0].body["blocks"]).split("earned it")[1].split("Credit by")[0]
+    shown = {line.split("* ", 1)[1].split(" (")[0]: line.split("*")[1] for line in credits.split("\n") if "• *" in line}
+    assert shown == expected
+
+
 def test_exactly_one_post_under_duplicate_deliveries_and_a_restart(
     port: int, fake_slack: FakeSlack, relay: OutboxRelay, env: Environment, deps: Dependencies
 ) -> None:
     closing = won()
-    for _ in range(5):
-        send(port, *JOURNEY, closing)
+    assert send(port, *JOURNEY, closing) == {"accepted": 6, "duplicates": 0, "ignored": 0}
     relay.drain()
-    # The CRM sends the close again as a new event (another id, same content), after a restart.
-    restarted = Dependencies(alignment=deps.alignment, database=deps.database, clock=deps.clock)
-    with serve(create_app(env, restarted), restarted) as bound:
-        assert send(bound, won(day="2026-11-20"))["accepted"] == 1
-    relay.drain()
+    assert len(wins_posts(fake_slack)) == 1
+    for _ in range(4):  # the CRM delivers the same events again: each a duplicate, nothing more is sent
+        assert send(port, *JOURNEY, closing) == {"accepted": 0, "duplicates": 6, "ignored": 0}
+        relay.drain()
+    # A restart: another connection to the database, another app and another relay. The CRM then
+    # sends the close again as a new event (another id, the same content).
+    database = Database.from_url(deps.database.engine.url.render_as_string(hide_password=False))
+    try:
+        restarted = Dependencies(alignment=deps.alignment, database=database, clock=deps.clock)
+        with serve(create_app(env, restarted), restarted) as bound:
+            assert send(bound, won(day="2026-11-20")) == {"accepted": 1, "duplicates": 0, "ignored": 0}
+        OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=2), pace=0, concurrency=1).drain()
+    finally:
+        database.dispose()
     assert len(wins_posts(fake_slack)) == 1
     assert fake_slack.calls_to("chat.update") == []  # nothing the post shows changed
 
 
-def test_a_later_change_edits_the_post_in_place(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+def test_a_later_change_edits_the_post_in_place(
+    port: int, fake_slack: FakeSlack, relay: OutboxRelay, database: Database
+) -> None:
     send(port, *JOURNEY, won())
     relay.drain()
     send(port, won(amount="96000", day="2026-11-21"))  # the amount was corrected in the CRM
@@ -185,6 +240,9 @@ def test_a_later_change_edits_the_post_in_place(port: int, fake_slack: FakeSlack
     assert "*$96,000*" in all_text(edits[0].body["blocks"])
     latest = all_text(edits[-1].body["blocks"])
     assert "G2 review page (web, first touch)" in latest
+    with database.read_session() as session:
+        deal = session.get(Deal, "D1")
+        assert deal is not None and deal.amount == Decimal("96000")
 
 
 def test_a_reopened_deal_is_marked_withdrawn(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
@@ -235,18 +293,25 @@ def test_smaller_wins_wait_for_the_daily_digest(
         touch("s1", "2026-11-02", "Newsletter", "email", LENA, account="SMALL"),
         won(deal_id="S1", account="SMALL", name="Tiny Bakery", amount=1200),
         won(deal_id="S2", account="SMALL2", name="Corner Café", amount=950, currency="EUR"),
+        won(deal_id="S3", account="SMALL3", name="Evil & Co <!here>", amount="4999.99"),
+        won(deal_id="L1", account="LINE", name="Right On The Line", amount=5000),  # not below digest_below
     )
     relay.drain()
-    assert wins_posts(fake_slack) == []
-    [job] = [j for j in build_jobs(deps) if j.name == "wins-digest"]
+    [line_post] = wins_posts(fake_slack)  # the one at the line is posted at once, on its own
+    assert "Right On The Line" in all_text(line_post.body["blocks"])
     with freeze_time("2026-11-20T22:00:00Z"):  # Friday 17:00 in New York, the digest's time
-        for _ in range(2):  # the scheduled run, then a restart's catch-up: still one post
+        for _ in range(2):  # the scheduled run, then a restarted clock's catch-up: still one post
+            [job] = [j for j in build_jobs(deps) if j.name == "wins-digest"]
             job.run_due(dt.datetime.now(dt.UTC))
     relay.drain()
-    [digest] = wins_posts(fake_slack)
+    [_, digest] = wins_posts(fake_slack)
     shown = all_text(digest.body["blocks"])
     assert "*Tiny Bakery* · $1,200 · <@U0AVA> · marketing: <@U0LENA> 100%" in shown
     assert "*Corner Café* · €950 · <@U0AVA>" in shown
+    # A CRM-supplied name is shown as written, escaped: it can neither notify the channel nor break the line.
+    assert "*Evil &amp; Co &lt;!here&gt;* · $4,999.99 · <@U0AVA>" in shown
+    assert "<!here>" not in shown + digest.body["text"]
+    assert "Right On The Line" not in shown
 
 
 def test_names_from_the_crm_are_escaped(port: int, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
@@ -261,7 +326,10 @@ def test_names_from_the_crm_are_escaped(port: int, fake_slack: FakeSlack, relay:
         parsed = all_text([b for b in call.body["blocks"] if b["type"] != "header"]) + call.body["text"]
         for markup in ("<!channel>", "<!here>", "<@U0MIA>"):
             assert markup not in parsed
-    assert "&lt;!channel&gt; promo" in all_text(wins_posts(fake_slack)[0].body["blocks"])
+    [post_call] = wins_posts(fake_slack)
+    shown = all_text([b for b in post_call.body["blocks"] if b["type"] != "header"])
+    assert "&lt;!channel&gt; promo &lt;@U0MIA&gt;" in shown
+    assert "Evil &amp; Co &lt;!here&gt;" in post_call.body["text"]
 
 
 def test_the_owner_tells_how_the_deal_was_won_in_the_thread(
