@@ -257,6 +257,80 @@ def test_past_the_daily_cap_nudges_fold_into_one_dm(
     posts = dms(fake_slack, "U0CHLOE")
     assert len(posts) == 3  # two nudges, then one DM with the other three
     assert "*3 more SLA nudges today*" in posts[2]
+    folded = [line for line in posts[2].splitlines() if line.startswith("• ")]
+    assert len(folded) == 3 and all("Dana Scully" in line for line in folded)
+
+
+def test_a_breach_after_the_days_digest_went_out_still_reaches_its_owner(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    alignment = deps.alignment.model_copy(update={"noise": Noise(quiet_hours=None, max_dms_per_day=2)})
+    other = Dependencies(alignment=alignment, database=deps.database)
+    with at("2026-11-23T15:00:00Z"):
+        send(other, *[handoff(f"F{i}", "2026-11-23T15:00:00Z", name=f"Lead F{i}") for i in range(3)])
+    tick_and_drain(other, relay, "2026-11-23T18:00:05Z")  # three yellow flags: two DMs, one folded
+    with at("2026-11-23T18:31:00Z"):
+        relay.drain()  # the day's digest goes
+    assert len(dms(fake_slack, "U0CHLOE")) == 3
+    tick_and_drain(other, relay, "2026-11-23T19:00:05Z")  # the three deadlines pass: past the cap, held together
+    assert len(dms(fake_slack, "U0CHLOE")) == 3
+    with at("2026-11-23T19:31:00Z"):
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 4  # the red flags in one more DM, not lost till tomorrow
+    assert "*3 more SLA nudges today*" in posts[3]
+    for lead in ("Lead F0", "Lead F1", "Lead F2"):
+        assert f"• Red flag: *{lead}* at FBI Analytics missed mql-first-touch" in posts[3]
+    tick_and_drain(other, relay, "2026-11-24T15:00:00Z")  # and nothing again the next day
+    assert len(dms(fake_slack, "U0CHLOE")) == 4
+
+
+def test_a_red_flag_also_goes_to_an_escalation_channel_once(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    sla = deps.alignment.sla[0].model_copy(update={"escalate_to": ("manager", "C0SALES")})
+    other = Dependencies(alignment=deps.alignment.model_copy(update={"sla": (sla,)}), database=deps.database)
+    with at("2026-11-23T15:00:00Z"):
+        send(other, handoff("X1", "2026-11-23T15:00:00Z"))
+    tick_and_drain(other, relay, "2026-11-23T19:00:05Z")  # the deadline: 13:00 in Chicago
+    tick_and_drain(other, relay, "2026-11-23T19:30:00Z")  # a later tick, and a restart's, add nothing
+    [post] = fake_slack.posts("C0SALES")
+    shown = all_text(post.body["blocks"])
+    assert "*Dana Scully* at FBI Analytics" in shown and "<@U0CHLOE>" in shown
+    assert post.body["metadata"]["event_payload"]["key"] == f"sla:{clock_of(other, 'X1').id}:red:C0SALES"
+    assert len(fake_slack.posts("U0MIA")) == 1  # the manager too, as configured
+
+
+def test_a_hand_off_heard_of_days_after_its_deadline_raises_no_flag(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    """A backfill of history: Monday's hand-off, due Monday 13:00 in Chicago, first sent on Thursday."""
+    with at("2026-11-26T15:00:00Z"):
+        send(deps, handoff("H1", "2026-11-23T15:00:00Z"))
+    tick_and_drain(deps, relay, "2026-11-26T15:00:05Z")
+    tick_and_drain(deps, relay, "2026-11-27T15:00:00Z")
+    assert fake_slack.posts("U0CHLOE") == [] and fake_slack.posts("U0MIA") == []
+    assert clock_of(deps, "H1").state == "breached"  # counted as missed, in the scorecard and /sla
+    with deps.database.read_session() as session:
+        assert session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind.like("sla.%"))).all() == []
+
+
+def test_the_days_digest_waits_out_quiet_hours(deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay) -> None:
+    """Folded at 19:50 in Chicago, the digest would go at 20:20, in quiet hours (20:00-08:00): it goes at 08:00."""
+    alignment = deps.alignment.model_copy(update={"noise": Noise(quiet_hours="20:00-08:00", max_dms_per_day=2)})
+    sla = alignment.sla[0].model_copy(update={"business_hours": False})
+    other = Dependencies(alignment=alignment.model_copy(update={"sla": (sla,)}), database=deps.database)
+    with at("2026-11-23T22:50:00Z"):  # 16:50 in Chicago
+        send(other, *[handoff(f"Q{i}", "2026-11-23T22:50:00Z", name=f"Lead Q{i}") for i in range(3)])
+    tick_and_drain(other, relay, "2026-11-24T01:50:05Z")  # 19:50 in Chicago: three yellow flags, cap 2
+    with at("2026-11-24T02:25:00Z"):  # 20:25 in Chicago
+        relay.drain()
+    assert len(dms(fake_slack, "U0CHLOE")) == 2
+    with at("2026-11-24T14:00:30Z"):  # 08:00 in Chicago
+        relay.drain()
+    posts = dms(fake_slack, "U0CHLOE")
+    assert len(posts) == 3
+    assert "*1 more SLA nudge today*" in posts[2] and "Lead Q2" in posts[2]
 
 
 def test_the_daily_cap_counts_the_dms_of_earlier_ticks(

@@ -552,14 +552,31 @@ def _fold(
     message: dict[str, Any],
     now: dt.datetime,
 ) -> bool:
-    """Past the daily cap, a nudge joins the person's one digest DM of the day instead of its own DM."""
+    """Past the daily cap, a nudge joins the person's digest DM of the day instead of its own DM.
+
+    The digest waits half an hour (past quiet hours, if that lands in them) for the nudges that
+    follow. Once a digest has gone, the next nudge that day opens another one, which waits the
+    same way: a breach after the day's digest still reaches its owner, within the hour, in one DM
+    however many come together. Returns whether the nudge was added (False: it already was).
+    """
     start, _ = _local_day(alignment, person, now)
     day = start.astimezone(alignment.tz(person)).date().isoformat()
-    digest_key = f"sla-folded:{target}:{day}"
-    # The row is kept for the transaction: a backfill folds hundreds of nudges into it, and
+    # The rows are kept for the transaction: a backfill folds hundreds of nudges into one, and
     # reading it again each time would decode its growing payload each time.
     known: dict[str, OutboxMessage] = session.info.setdefault(_FOLDED_ROWS, {})
-    row = known.get(digest_key) or session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
+    part = 1
+    while True:
+        digest_key = f"sla-folded:{target}:{day}" + (f":{part}" if part > 1 else "")
+        # Locked until the commit (PostgreSQL; SQLite has one writer): a relay that claims the
+        # digest meanwhile skips it, so no nudge is added to a message already on its way.
+        row = known.get(digest_key) or session.scalar(
+            select(OutboxMessage).where(OutboxMessage.key == digest_key).with_for_update()
+        )
+        if row is None or (row.delivered_at is None and not row.in_flight):
+            break
+        if key in (row.payload.get("_folded_keys") or []):
+            return False
+        part += 1  # that one has gone (or is going) to Slack: the next part of the day takes it
     lines: list[str] = list((row.payload.get("_folded_keys") if row else None) or [])
     if key in lines:
         return False
@@ -570,7 +587,9 @@ def _fold(
     # Keys starting with "_" are the outbox's own notes; the relay does not send them to Slack.
     payload = {"text": data["text"], "blocks": data["blocks"], "_folded_keys": lines, "_folded_texts": texts}
     if row is None:
-        # The day's cap was reached: the rest of the day's nudges wait together a little while.
+        # The day's cap was reached: the rest of the day's nudges wait together a little while,
+        # and past quiet hours if that is when the wait ends.
+        held = now + dt.timedelta(minutes=30)
         enqueue(
             session,
             key=digest_key,
@@ -578,19 +597,13 @@ def _fold(
             channel=target,
             message=Message(text=data["text"], blocks=data["blocks"]),
             now=now,
-            not_before=max(now + dt.timedelta(minutes=30), noise.quiet_until(alignment, person, now) or now),
+            not_before=noise.quiet_until(alignment, person, held) or held,
         )
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
         assert row is not None
-        row.payload = payload
-        known[digest_key] = row
-        return True
-    if row.delivered_at is None and not row.in_flight:
-        row.payload = payload
-        known[digest_key] = row
-        return True
-    log.info("the folded nudges of %s for %s were already sent; %s waits for tomorrow's budget", target, day, key)
-    return False
+    row.payload = payload
+    known[digest_key] = row
+    return True
 
 
 def _late(moment: dt.datetime, now: dt.datetime, arrived_late: bool) -> str | None:
