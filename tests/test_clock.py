@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from bot.app import Dependencies
 from bot.db import Database
 from bot.models import OutboxMessage
-from schedules.clock import ClockLock, start_scheduler
-from schedules.jobs import ScheduledJob, cron
+from schedules.clock import ClockLock, _fire, start_scheduler
+from schedules.jobs import ScheduledJob, build_jobs, cron
 
 
 def test_a_second_clock_waits_until_the_first_stops(database: Database) -> None:
@@ -80,3 +80,16 @@ def test_configured_schedules_read_weekday_numbers_as_cron_does_and_accept_rrule
         "2026-11-02T13:00:00+00:00",
         "2026-11-16T13:00:00+00:00",
     ]
+
+
+def test_a_late_live_firing_and_a_restart_post_one_digest_for_the_occurrence(deps: Dependencies) -> None:
+    """The path APScheduler takes (``_fire``), not only the catch-up: a firing three minutes late is
+    still the 09:00 digest, so the restart's catch-up finds its key taken and posts nothing more."""
+    [job] = [j for j in build_jobs(deps) if j.name == "feedback-digest"]
+    with freeze_time("2026-11-16 14:03:00+00:00"):  # Monday 09:03 in New York: within the misfire grace
+        _fire(job, deps)
+    with freeze_time("2026-11-16 14:10:00+00:00"):  # a deploy restarts the clock
+        start_scheduler(deps, [job]).shutdown(wait=False)
+    with deps.database.read_session() as session:
+        keys = session.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "feedback.digest")).all()
+    assert keys == ["feedback-digest:2026-11-16T14:00Z"]

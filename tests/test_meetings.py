@@ -14,7 +14,7 @@ from bot.app import Dependencies
 from bot.config import Alignment, Meeting
 from bot.db import Database
 from bot.fakeslack import FakeSlack
-from bot.models import OutboxMessage
+from bot.models import FeedbackItem, OutboxMessage
 from bot.outbox import OutboxRelay
 from bot.services import feedback, meetings, pipeline
 from bot.services.crm_schema import validate_events
@@ -273,6 +273,8 @@ def seed_the_week(deps: Dependencies) -> None:
         event("lead.recycled", lead_id="R2", reason="no_response"),
         event("lead.recycled", lead_id="R3", reason="went dark after the demo"),
     )
+    # A CRM re-sync sends R1's recycling again (another event id, the same reason): it counts once.
+    ingest(deps, "2026-11-13T17:00:00Z", event("lead.recycled", lead_id="R1", reason="no_response"))
     drafts = [
         ("2026-11-09T12:00:00Z", feedback.Draft("pricing", "Before the last meeting")),
         ("2026-11-12T12:00:00Z", feedback.Draft("pricing", "Too expensive for year one")),
@@ -291,6 +293,9 @@ def seed_the_week(deps: Dependencies) -> None:
                 source="command",
                 now=dt.datetime.now(UTC),
             )
+    with deps.database.session() as session:  # marketing acted on one of the week's three
+        acted = session.scalars(select(FeedbackItem).where(FeedbackItem.text == "Wants monthly billing")).one()
+        acted.acted_on_at, acted.acted_on_by = dt.datetime(2026, 11, 13, 20, tzinfo=UTC), "U0PRIYA"
 
 
 def test_the_reminder_carries_the_agenda_built_from_the_week(
@@ -317,7 +322,7 @@ def test_the_reminder_carries_the_agenda_built_from_the_week(
     assert "*:stopwatch: Lead hand-off SLA*: *33%* met on time (1 of 3 due)" in shown
     assert "*Lead L2* at Initech · Chloe Park · mql-first-touch: not touched" in shown
     assert "*Lead L3* at Initech · Chloe Park · mql-first-touch: touched 2h late" in shown
-    assert "*:speech_balloon: Customer feedback*: 3 new, 3 not yet acted on\nPricing — 2 · Competitor — 1" in shown
+    assert "*:speech_balloon: Customer feedback*: 3 new, 2 not yet acted on\nPricing — 2 · Competitor — 1" in shown
     assert "Competitors named: Globex — 1" in shown
     assert (
         "*:recycle: Recycled leads*: 3 sent back to marketing\nNo response — 2 · went dark after the demo — 1" in shown

@@ -213,6 +213,36 @@ def test_the_figures_week_against_week_with_the_trend(posted: SlackCall) -> None
     )
 
 
+def test_a_late_catch_up_posts_the_figures_as_of_the_occurrence(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    """The clock was down at 08:00 and L5's first contact came in meanwhile: the post that goes out
+    at 15:00 still says what was true at 08:00, as the on-time one would have."""
+    seed(deps, DATA_SET, "2026-11-23T12:00:00Z")
+    seed(deps, [L5_CONTACT], "2026-11-23T15:05:00Z")
+    with freeze_time("2026-11-23T20:00:00Z"):
+        assert scorecard_job(deps).run_due(utc("2026-11-23T20:00:00Z")) == utc(OCCURRENCE)
+        relay.drain()
+    [post] = scorecard_posts(fake_slack, "C0SALES")
+    assert "as of Mon Nov 23, 08:00 EST" in all_text(post.body["blocks"])
+    assert section(post, "speed_to_lead").startswith("*Speed to lead*: *2h* · median of 3 leads; 2 not contacted yet")
+
+
+def test_the_post_shows_the_configured_metrics_in_the_configured_order(
+    deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    chosen = ("win_rate", "sla_attainment", "mql_to_sql_rate")
+    alignment = deps.alignment.model_copy(update={"scorecard": Scorecard(metrics=chosen)})
+    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
+    seed(other, DATA_SET, "2026-11-23T12:00:00Z")
+    with freeze_time("2026-11-23T13:00:20Z"):
+        assert scorecard_job(other).run_due(utc("2026-11-23T13:00:20Z")) == utc(OCCURRENCE)
+        relay.drain()
+    [post] = scorecard_posts(fake_slack, "C0SALES")
+    shown = [b["block_id"] for b in post.body["blocks"] if str(b.get("block_id", "")).startswith("scorecard-")]
+    assert shown == [f"scorecard-{metric}" for metric in chosen]
+
+
 def test_both_channels_get_the_same_numbers_once(
     posted: SlackCall, deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:
