@@ -239,9 +239,12 @@ def test_quiet_hours_hold_a_nudge_until_morning(deps: Dependencies, fake_slack: 
     tick_and_drain(other, relay, "2026-11-24T04:00:05Z")  # the red flag at 22:00
     assert fake_slack.posts("U0CHLOE") == []  # 22:00 in Chicago: quiet hours
     assert len(fake_slack.posts("U0MIA")) == 0  # 23:00 in New York for Mia: quiet too
-    with at("2026-11-24T14:00:00Z"):  # 08:00 in Chicago
+    with at("2026-11-24T14:00:00Z"):  # 08:00 in Chicago, 09:00 in New York
         relay.drain()
-    assert len(fake_slack.posts("U0CHLOE")) == 2  # the yellow and the red, in the morning
+    # The yellow and the red, in the morning, and Mia's escalation of the breach.
+    assert [c.body["text"].split(":")[0] for c in fake_slack.posts("U0CHLOE")] == ["Yellow flag", "Red flag"]
+    [escalation] = fake_slack.posts("U0MIA")
+    assert escalation.body["text"].startswith("Red flag") and "Dana Scully" in all_text(escalation.body["blocks"])
 
 
 def test_past_the_daily_cap_nudges_fold_into_one_dm(
