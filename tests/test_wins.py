@@ -92,6 +92,15 @@ def send(port: int, *events: Any) -> dict[str, int]:
     return answer
 
 
+def announce_with(model: str, env: Environment, deps: Dependencies, relay: OutboxRelay, *events: Any) -> None:
+    """Send the events to an app whose attribution model is ``model``, then run the relay."""
+    alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
+    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
+    with serve(create_app(env, other), other) as bound:
+        send(bound, *events)
+    relay.drain()
+
+
 def wins_posts(fake: FakeSlack) -> list[Any]:
     return [c for c in fake.posts("C0WINS") if "thread_ts" not in c.body]
 
@@ -143,11 +152,7 @@ def test_a_win_credits_the_sales_owners_and_each_marketing_touch(
 def test_each_model_shares_the_credit_as_defined(
     model: str, expected: list[str], env: Environment, deps: Dependencies, fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:
-    alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
-    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
-    with serve(create_app(env, other), other) as bound:
-        send(bound, *JOURNEY, won())
-    relay.drain()
+    announce_with(model, env, deps, relay, *JOURNEY, won())
     shown = all_text(wins_posts(fake_slack)[0].body["blocks"])
     campaigns = ["Data Summit webinar", "ROI guide", "NYC dinner", "Retargeting"]
     for campaign, percent in zip(campaigns, expected, strict=True):
@@ -191,11 +196,7 @@ def test_ties_and_single_touches_are_credited_as_section_6_says(
     fake_slack: FakeSlack,
     relay: OutboxRelay,
 ) -> None:
-    alignment = deps.alignment.model_copy(update={"attribution": Attribution(model=model)})
-    other = Dependencies(alignment=alignment, database=deps.database, clock=deps.clock)
-    with serve(create_app(env, other), other) as bound:
-        send(bound, *touches, won())
-    relay.drain()
+    announce_with(model, env, deps, relay, *touches, won())
     credits = all_text(wins_posts(fake_slack)[0].body["blocks"]).split("earned it")[1].split("Credit by")[0]
     shown = {line.split("* ", 1)[1].split(" (")[0]: line.split("*")[1] for line in credits.split("\n") if "• *" in line}
     assert shown == expected
