@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,6 @@ from bot.services.crm import IngestResult, StoredEvent
 from bot.services.crm_schema import CrmEventIn
 from bot.services.wins import person as person_view
 
-log = logging.getLogger("alignbot.sla")
 LATE_NOTICE = dt.timedelta(minutes=5)  # a nudge queued this long after its moment says it is late
 #: A clock first heard of more than this after its deadline (a backfill, a CRM catching up on
 #: old leads) is kept for the numbers but raises no flag: nobody can act on it any more.
