@@ -371,10 +371,10 @@ def profile_main(mode: str, count: int, top: int) -> int:
     import io
     import pstats
 
-    from bot.app import Dependencies
     from bot.config import load_alignment
     from bot.crm_signature import HEADER
     from bot.db import Database
+    from bot.deps import Dependencies
     from bot.projector import CrmProjector
     from handlers.crm import handle
 

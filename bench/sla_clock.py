@@ -436,7 +436,7 @@ def fixed_clock(now: dt.datetime) -> Callable[[], dt.datetime]:
 
 def run_ticks(stores: list[ClockStore], alignment: Any, reps: int, problems: list[str]) -> dict[int, TickFigures]:
     """Alternate over ``stores``: make the due clocks due again, time a busy tick, then an idle one."""
-    from bot.app import Dependencies
+    from bot.deps import Dependencies
     from schedules.jobs import sla_tick
 
     figures = {s.size: TickFigures(s.size) for s in stores}
@@ -603,8 +603,8 @@ def bench_breach(
     from sqlalchemy import insert, select
 
     import schedules.clock as clock_module
-    from bot.app import Dependencies
     from bot.db import Database
+    from bot.deps import Dependencies
     from bot.fakeslack import FakeSlack
     from bot.models import Lead, OutboxMessage, SlaClock
     from bot.outbox import METADATA_EVENT, OutboxRelay, relay_client

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.config import Alignment, Environment
-from bot.db import Database, utcnow
-
-if TYPE_CHECKING:
-    from bot.projector import CrmProjector
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    """What every listener needs: the agreed alignment, the database, and the clock.
-
-    ``projector`` applies the CRM events ``POST /crm/events`` stores; without one (the demo, most
-    tests) they are applied right after they are stored, before the request is answered. A web
-    worker's projector is never started: its ``wake()`` only sets a flag, and the web server's
-    projector process (``bot.projector_process``) finds the events by polling.
-    """
-
-    alignment: Alignment
-    database: Database
-    clock: Callable[[], dt.datetime] = utcnow
-    projector: CrmProjector | None = None
+from bot.config import Environment
+from bot.deps import Dependencies
 
 
 class _ClientTokenNotice(logging.Filter):

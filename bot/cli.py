@@ -43,8 +43,8 @@ def _stop_on_signals() -> threading.Event:
 
 def _runtime(env: Environment) -> Any:
     """Alignment, database and dependencies for a long-running mode."""
-    from bot.app import Dependencies
     from bot.db import Database
+    from bot.deps import Dependencies
 
     alignment = load_alignment(env.config_path)
     database = Database.from_url(env.database_url)

@@ -62,11 +62,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environment, Meeting, Person, load_alignment
 from bot.crm_signature import HEADER as SIGNATURE_HEADER
 from bot.crm_signature import sign as sign_crm_request
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action, Block
 from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock

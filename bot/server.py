@@ -27,8 +27,9 @@ def build_wsgi(env: Environment) -> Any:
     """
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-    from bot.app import Dependencies, create_app
+    from bot.app import create_app
     from bot.db import Database
+    from bot.deps import Dependencies
     from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
     from bot.web import WebApplication

@@ -15,7 +15,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from bot import logs, metrics
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from handlers import crm as crm_handler
 
 log = logging.getLogger("alignbot.web")

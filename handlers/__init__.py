@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Dependencies
+    from bot.deps import Dependencies
 
 
 def register_all(app: App, deps: Dependencies) -> None:

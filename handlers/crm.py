@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.app import Dependencies
 from bot.crm_signature import HEADER, verify
+from bot.deps import Dependencies
 from bot.projector import CrmProjector
 from bot.services import crm
 from bot.services.crm_schema import validate_events

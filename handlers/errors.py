@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltResponse, Respond
 
 from bot import logs
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.errors import UserFacingError
 
 log = logging.getLogger("alignbot.errors")

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltRequest
 
 from bot import logs
-from bot.app import Dependencies
+from bot.deps import Dependencies
 
 log = logging.getLogger("alignbot.slack")
 

@@ -16,7 +16,7 @@ from slack_bolt import App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 
 log = logging.getLogger("alignbot.slack")
 

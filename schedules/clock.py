@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot import logs, metrics
-from bot.app import Dependencies
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.services import sla as sla_service
 from schedules.jobs import ScheduledJob, announce_vocabulary, build_jobs, meetings_tick, sla_tick
 

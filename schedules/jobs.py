@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from apscheduler.triggers.base import BaseTrigger
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.services import feedback, meetings, scorecard, sla, vocabulary, wins
 
 log = logging.getLogger("alignbot.clock")

@@ -14,9 +14,10 @@ from slack_bolt import App
 from slack_bolt.response import BoltResponse
 from sqlalchemy import text
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import EXAMPLE_CONFIG, Alignment, Environment, load_alignment
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import Base
 from bot.outbox import OutboxRelay, relay_client

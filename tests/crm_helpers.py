@@ -19,8 +19,8 @@ from cloudevents.core.v1.event import CloudEvent
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.app import Dependencies
 from bot.crm_signature import sign
+from bot.deps import Dependencies
 from bot.web import WebApplication
 
 WEBHOOK_SECRET = "whsec-test"

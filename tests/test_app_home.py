@@ -10,9 +10,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import Alignment, Environment
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import AgendaItem, Deal, FeedbackItem, Lead, SlaClock, Touch
 from bot.render import render, slack_escape

@@ -8,8 +8,8 @@ import threading
 from freezegun import freeze_time
 from sqlalchemy import func, select
 
-from bot.app import Dependencies
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.models import OutboxMessage
 from schedules.clock import ClockLock, _fire, start_scheduler
 from schedules.jobs import ScheduledJob, build_jobs, cron

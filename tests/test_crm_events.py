@@ -11,9 +11,9 @@ import pytest
 from slack_bolt import App
 from sqlalchemy import func, select
 
-from bot.app import Dependencies
 from bot.crm_signature import sign
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.models import CrmEvent, Deal, Lead, Touch
 from tests.crm_helpers import WEBHOOK_SECRET, batch, binary, event, post, serve, structured
 

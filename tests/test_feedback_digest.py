@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from freezegun import freeze_time
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay

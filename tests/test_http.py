@@ -14,8 +14,8 @@ import pytest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.app import Dependencies
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.outbox import OutboxRelay
 from bot.slack_signing import command_body, sign

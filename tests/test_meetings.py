@@ -10,9 +10,9 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from bot.app import Dependencies
 from bot.config import Alignment, Meeting
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import FeedbackItem, OutboxMessage
 from bot.outbox import OutboxRelay

@@ -21,9 +21,9 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import logs
-from bot.app import Dependencies
 from bot.crm_signature import sign as crm_sign
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, SlaClock
 from bot.outbox import Message, OutboxRelay, enqueue

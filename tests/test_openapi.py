@@ -13,9 +13,9 @@ import pytest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.app import Dependencies
 from bot.config import Alignment
 from bot.crm_signature import HEADER, sign
+from bot.deps import Dependencies
 from bot.services.crm_schema import DATA_MODELS, TOUCH_KINDS, DealContact, validate_events
 from bot.web import OPENAPI, WebApplication
 from handlers import crm as crm_handler

@@ -16,9 +16,10 @@ import pytest
 from slack_bolt import App
 from sqlalchemy import select
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import Alignment, Environment
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, Deal, Lead, OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay

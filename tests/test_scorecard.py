@@ -38,8 +38,8 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from bot.app import Dependencies
 from bot.config import Alignment, Scorecard
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action
 from bot.models import OutboxMessage

@@ -13,9 +13,9 @@ from freezegun import freeze_time
 from slack_bolt import App
 from sqlalchemy import select
 
-from bot.app import Dependencies
 from bot.config import Alignment, Noise
 from bot.crm_signature import sign
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import OutboxMessage, SlaClock

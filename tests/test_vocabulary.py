@@ -8,8 +8,8 @@ from typing import Any
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from bot.app import Dependencies
 from bot.config import Alignment
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import OutboxMessage, VocabularySnapshot
 from bot.outbox import OutboxRelay

@@ -11,9 +11,10 @@ import pytest
 from freezegun import freeze_time
 from slack_bolt import App
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import Alignment, Attribution, Environment
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import Deal

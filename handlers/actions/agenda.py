@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.errors import UserFacingError
 from bot.ids import Action
 from bot.render import render

@@ -16,7 +16,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.errors import UserFacingError
 from bot.ids import Action
 from bot.services import scorecard

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.ids import Action
 from bot.render import render
 from bot.services import sla

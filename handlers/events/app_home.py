@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.render import render
 from bot.services import home
 

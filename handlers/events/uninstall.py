@@ -11,7 +11,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.services import slack_access
 
 log = logging.getLogger("alignbot.slack")

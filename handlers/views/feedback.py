@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.ids import Block, Field, View
 from bot.render import render
 from bot.services import feedback

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.app import Dependencies
+from bot.deps import Dependencies
 from bot.ids import Block, View
 from bot.services import wins
 from handlers.views.feedback import field_value

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, settings
 from slack_bolt import App
 from sqlalchemy import func, select
 
-from bot.app import Dependencies
 from bot.db import Database
+from bot.deps import Dependencies
 from bot.models import CrmEvent, OutboxMessage
 from tests.crm_helpers import serve
 

@@ -15,8 +15,9 @@ from freezegun import freeze_time
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import Alignment, Environment
+from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay

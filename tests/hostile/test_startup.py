@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from slack_bolt.middleware.request_verification import RequestVerification
 
-from bot.app import Dependencies, create_app
+from bot.app import create_app
 from bot.config import ConfigError, Environment
+from bot.deps import Dependencies
 
 ROOT = Path(__file__).resolve().parents[2]
 
