@@ -10,9 +10,9 @@ import contextlib
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
 
@@ -27,6 +27,20 @@ from bot.connections import ThreadConnections
 from bot.inbox import Inbox
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+T = TypeVar("T")
+
+#: Values bound in one ``IN (...)`` list at most: SQLite caps a statement's parameters, and a
+#: long list plans badly on both databases.
+IN_LIST_LIMIT = 500
+
+
+def chunked(values: Iterable[T], size: int = IN_LIST_LIMIT) -> Iterator[Sequence[T]]:
+    """``values`` in lists of at most ``size``, in their order: one ``IN (...)`` query each."""
+    ordered = list(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 def utcnow() -> dt.datetime:
