@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -84,7 +85,7 @@ def cmd_clock(args: argparse.Namespace, env: Environment) -> int:
             return 0
         log.info(
             "clock started: this process schedules the jobs, retries undelivered messages and applies "
-            "CRM events a web worker stored but could not apply"
+            "CRM events that no web worker applied"
         )
         relay = OutboxRelay(deps.database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
         projector = CrmProjector(deps.database, deps.alignment, poll_interval=10.0).start()
@@ -103,12 +104,15 @@ def cmd_run(args: argparse.Namespace, env: Environment) -> int:
 
     from bot.app import create_app
     from bot.outbox import OutboxRelay, relay_client
+    from bot.projector import CrmProjector
     from schedules.clock import leadership, start_scheduler, wait_forever
 
     env.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     deps = _runtime(env)
     deps.database.upgrade()  # one process for one team: keep the schema current on start
     stop = _stop_on_signals()
+    projector = CrmProjector(deps.database, deps.alignment).start()
+    deps = dataclasses.replace(deps, projector=projector)
     app = create_app(env, deps, socket_mode=True)
     relay = OutboxRelay(deps.database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
     handler = SocketModeHandler(app, env.slack_app_token)
@@ -122,6 +126,7 @@ def cmd_run(args: argparse.Namespace, env: Environment) -> int:
                 scheduler.shutdown(wait=False)
     finally:
         handler.close()
+        projector.stop()
         relay.stop()
     return 0
 

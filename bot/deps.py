@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 class Dependencies:
     """What every listener needs: the agreed alignment, the database, and the clock.
 
-    ``projector`` applies the CRM events ``POST /crm/events`` stores; without one (the demo, most
-    tests) they are applied right after they are stored, before the request is answered. A web
-    worker's projector is never started: its ``wake()`` only sets a flag, and the web server's
-    projector process (``bot.projector_process``) finds the events by polling.
+    ``projector`` is the process's CRM projector thread, woken when a request stores events (a web
+    worker's, ``alignbot run``'s). Without one (a script, a test) stored events wait for whoever
+    drains a projector: ``alignbot clock``'s catch-up, or the test itself.
     """
 
     alignment: Alignment

@@ -39,8 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db import Database, utcnow
-from bot.models import MetricCounter, OutboxMessage, SlaClock
-from bot.services import crm
+from bot.models import CrmEvent, MetricCounter, OutboxMessage, SlaClock
 
 disable_created_metrics()  # the *_created series double every counter and tell nothing here
 #: The classic text format, which every Prometheus-compatible scraper reads; our names are plain ASCII.
@@ -186,12 +185,12 @@ class DatabaseCollector(Collector):
         )
 
     def _crm(self, session: Session, now: dt.datetime) -> Iterable[Metric]:
-        # Those stored in crm_events and those still in the SQLite inbox (bot.inbox) alike.
-        count, oldest = crm.backlog(session, self.database.inbox)
+        waiting = CrmEvent.applied_at.is_(None)  # ix_crm_events_unapplied
+        count, oldest = session.execute(select(func.count(), func.min(CrmEvent.received_at)).where(waiting)).one()
         yield GaugeMetricFamily(
             "alignbot_crm_events_unapplied", "CRM events stored (answered 202) but not yet applied.", count
         )
-        age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+        age = max((now - _aware(oldest)).total_seconds(), 0.0) if oldest is not None else 0.0
         yield GaugeMetricFamily(
             "alignbot_crm_events_unapplied_age_seconds", "How long the oldest unapplied CRM event has waited.", age
         )

@@ -1,4 +1,4 @@
-"""gunicorn serving the WSGI application: each worker builds its own app, database pool and relay."""
+"""gunicorn serving the WSGI application: each worker builds its own app, database pool, relay and projector."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ log = logging.getLogger("alignbot.web")
 
 
 def build_wsgi(env: Environment) -> Any:
-    """The WSGI application of one worker, with its outbox relay thread running.
+    """The WSGI application of one worker, with its outbox relay and CRM projector threads running.
 
-    The relay delivers what this worker's requests enqueue, within moments of the commit. The
-    CRM events they store are applied by the server's projector process (``bot.projector_process``,
-    started by :func:`serve`), not here: a projector thread would share this worker's GIL with
-    its requests. The clock process applies and retries anything left behind.
+    The projector applies the CRM events this worker's requests store, moments after the ``202``;
+    the relay delivers what they enqueue (a win post, a feedback post) within moments of the
+    commit. ``alignbot clock`` applies and retries anything left behind.
     """
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
@@ -36,7 +35,7 @@ def build_wsgi(env: Environment) -> Any:
 
     alignment = load_alignment(env.config_path)
     database = Database.from_url(env.database_url)
-    projector = CrmProjector(database, alignment)  # not started: wake() only sets a flag; the process polls
+    projector = CrmProjector(database, alignment).start()
     deps = Dependencies(alignment=alignment, database=database, projector=projector)
     app = create_app(env, deps)
     OutboxRelay(database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
@@ -96,22 +95,6 @@ class _Gunicorn(BaseApplication):
         return build_wsgi(self.env)
 
 
-_PROJECTOR: list[Any] = []  # the arbiter's ProjectorProcess, between when_ready and on_exit
-
-
-def _start_projector(server: Any) -> None:
-    """gunicorn's when_ready hook (in the arbiter, before it forks the workers): the projector process."""
-    from bot.projector_process import ProjectorProcess
-
-    _PROJECTOR.append(ProjectorProcess().start())
-
-
-def _stop_projector(server: Any) -> None:
-    """gunicorn's on_exit hook: stop the projector process after the batch it applies."""
-    while _PROJECTOR:
-        _PROJECTOR.pop().stop()
-
-
 def serve(
     env: Environment,
     *,
@@ -119,13 +102,8 @@ def serve(
     threads: int = 4,
     bind: str | None = None,
     metrics_dir: Path | None = None,
-    projector: bool = True,
 ) -> None:
-    """Run gunicorn on ``PORT`` (blocks until it is stopped); ``metrics_dir`` from :func:`prepare_metrics_dir`.
-
-    ``projector``: run the CRM projector process beside the workers (``bot.projector_process``);
-    only a server that is not alignbot's application (a benchmark's baseline) goes without.
-    """
+    """Run gunicorn on ``PORT`` (blocks until it is stopped); ``metrics_dir`` from :func:`prepare_metrics_dir`."""
     options: dict[str, Any] = {
         "bind": bind or f"0.0.0.0:{env.port}",
         "workers": workers or env.web_concurrency,
@@ -141,8 +119,6 @@ def serve(
         "proc_name": "alignbot-web",
         "logger_class": _JsonGunicornLogger,
     }
-    if projector:
-        options["when_ready"], options["on_exit"] = _start_projector, _stop_projector
     if metrics_dir is not None:
         options["child_exit"] = _worker_exited
     _Gunicorn(env, options).run()

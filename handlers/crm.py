@@ -16,7 +16,6 @@ from typing import Any
 
 from bot.crm_signature import HEADER, verify
 from bot.deps import Dependencies
-from bot.projector import CrmProjector
 from bot.services import crm
 from bot.services.crm_schema import validate_events
 
@@ -91,10 +90,8 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
     """The endpoint's logic, given the request's headers and raw body (already limited in size).
 
     The request only stores the events: once they are committed the ``202`` can be given, and
-    the projector applies them: at once when ``deps`` has none, else when its thread is woken or
-    (a web worker's projector, not started) when the server's projector process next looks.
+    the process's projector (``deps.projector``), woken here, applies them moments later.
     """
-    projector = deps.projector or CrmProjector(deps.database, deps.alignment, clock=deps.clock, inline=True)
 
     def receive(headers: Mapping[str, str], body: bytes) -> Answer:
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -108,8 +105,8 @@ def handle(deps: Dependencies, secrets: tuple[str, ...]) -> Callable[[Mapping[st
         if checked.problems:
             return Answer(400, {"errors": [p.as_dict() for p in checked.problems]})
         result = crm.accept(deps.database, checked.events, now=deps.clock(), ignored=checked.ignored)
-        if result.accepted:
-            projector.wake()
+        if result.accepted and deps.projector is not None:
+            deps.projector.wake()
         return Answer(202, result.as_dict())
 
     return receive

@@ -21,6 +21,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.crm_signature import sign
 from bot.deps import Dependencies
+from bot.projector import CrmProjector
 from bot.web import WebApplication
 
 WEBHOOK_SECRET = "whsec-test"
@@ -68,17 +69,29 @@ class _Threading(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+#: The projector of each served port whose ``deps`` has no projector thread: :func:`post` drains it.
+_PROJECTORS: dict[int, CrmProjector] = {}
+
+
 @contextmanager
 def serve(app: App, deps: Dependencies, secrets: tuple[str, ...] = (WEBHOOK_SECRET,)) -> Iterator[int]:
-    """The production WSGI application on a free port of 127.0.0.1."""
+    """The production WSGI application on a free port of 127.0.0.1.
+
+    Where ``deps`` has no projector thread, the test plays its part: :func:`post` applies what a
+    request stored, right after its ``202``, with the production :class:`CrmProjector`, so the
+    test sees the applied state as soon as it has the answer.
+    """
     httpd = make_server(
         "127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps, webhook_secrets=secrets), _Threading, _Quiet
     )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    if deps.projector is None:
+        _PROJECTORS[httpd.server_port] = CrmProjector(deps.database, deps.alignment, clock=deps.clock)
     try:
         yield httpd.server_port
     finally:
+        _PROJECTORS.pop(httpd.server_port, None)
         httpd.shutdown()
         httpd.server_close()
 
@@ -101,4 +114,7 @@ def post(
     connection.request("POST", "/crm/events", body=body, headers=all_headers)
     response = connection.getresponse()
     raw = response.read()
+    projector = _PROJECTORS.get(port)
+    if response.status == 202 and projector is not None:
+        projector.drain()
     return response.status, (json.loads(raw) if raw else {})

@@ -1,4 +1,4 @@
-"""The database layer: reserved ids, and the SQLite connections kept for the CRM's hot insert."""
+"""The database layer: many threads storing CRM events into one database, each event once."""
 
 from __future__ import annotations
 
@@ -8,45 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bot.db import Database, reserve_ids
-from bot.models import CrmEvent, SlaClock
+from bot.db import Database, chunked
+from bot.models import CrmEvent
 from bot.services import crm
 from bot.services.crm_schema import CrmEventIn, validate_events
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
-
-
-def _clock(lead: str, **fields: object) -> SlaClock:
-    return SlaClock(
-        lead_id=lead,
-        sla_name="mql-first-touch",
-        sla_version="1",
-        stage="MQL",
-        owner_email="ava@example.com",
-        started_at=NOW,
-        warn_at=NOW,
-        due_at=NOW,
-        state="open",
-        reassignments=[],
-        updated_at=NOW,
-        **fields,
-    )
-
-
-def test_reserved_ids_are_never_given_to_another_row(database: Database) -> None:
-    with database.session() as session:
-        session.add(_clock("before"))  # pending: reserve_ids flushes it first, so its id counts
-        reserved = reserve_ids(session, SlaClock, 3)
-        session.add_all(_clock(f"r{i}", id=clock_id) for i, clock_id in enumerate(reserved))
-        session.add(_clock("after"))  # inserted after the reserved rows: the next id
-    with database.session() as session:
-        later = reserve_ids(session, SlaClock, 2)
-        assert reserve_ids(session, SlaClock, 0) == []
-    with database.read_session() as session:
-        ids = {lead: clock_id for lead, clock_id in session.execute(select(SlaClock.lead_id, SlaClock.id))}
-    assert [ids[f"r{i}"] for i in range(3)] == reserved == sorted(reserved)
-    assert len(set(ids.values())) == 5 and ids["before"] < reserved[0]
-    assert min(later) > max(ids.values())
 
 
 def _events(prefix: str, count: int) -> list[CrmEventIn]:
@@ -67,14 +34,12 @@ def _events(prefix: str, count: int) -> list[CrmEventIn]:
 
 
 def _stored(database: Database) -> int:
-    """Events stored: in crm_events, or still in the SQLite inbox (bot.inbox), where requests store them."""
     with database.read_session() as session:
-        stored = int(session.scalar(select(func.count()).select_from(CrmEvent)) or 0)
-    return stored + (database.inbox.backlog()[0] if database.inbox is not None else 0)
+        return int(session.scalar(select(func.count()).select_from(CrmEvent)) or 0)
 
 
 def test_requests_of_many_threads_store_every_event_once(tmp_path: Path) -> None:
-    """Each thread keeps its own SQLite connection for the request's insert, out of the pool."""
+    """Concurrent requests on one SQLite file: each waits its turn to write, none is refused or lost."""
     database = Database.from_url(f"sqlite:///{tmp_path / 'alignbot.db'}")
     database.upgrade()
     answers: list[int] = []
@@ -92,16 +57,30 @@ def test_requests_of_many_threads_store_every_event_once(tmp_path: Path) -> None
     for thread in threads:
         thread.join()
     assert answers == [1] * 320 and _stored(database) == 160
-    assert database.engine.pool.checkedout() == 0  # nothing borrowed from the pool and kept
-
-    database.dispose()  # closes the kept connections; the next request opens its own again
-    assert crm.accept(database, _events("after", 2), now=NOW).accepted == 2
-    assert _stored(database) == 162
+    assert database.engine.pool.checkedout() == 0  # every connection went back to the pool
     database.dispose()
 
 
-def test_an_in_memory_database_stores_through_the_pool() -> None:
-    """A connection of its own would be another (empty) in-memory database: the pool's is used."""
+def test_a_sqlite_deployment_is_one_database_file(tmp_path: Path) -> None:
+    """What an operator backs up: the database file (and SQLite's own WAL beside it), nothing else."""
+    database = Database.from_url(f"sqlite:///{tmp_path / 'alignbot.db'}")
+    database.upgrade()
+    assert crm.accept(database, _events("one", 3), now=NOW).accepted == 3
+    database.dispose()
+    assert {p.name for p in tmp_path.iterdir()} <= {"alignbot.db", "alignbot.db-wal", "alignbot.db-shm"}
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole(database: Database) -> None:
+    result = crm.accept(database, _events("big", 1500) + _events("big", 2), now=NOW)
+    assert (result.accepted, result.duplicates) == (1500, 2) and _stored(database) == 1500
+
+
+def test_chunked_keeps_order_and_bounds_each_list() -> None:
+    assert [list(c) for c in chunked(range(7), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(chunked([], 3)) == []
+
+
+def test_an_in_memory_database_stores_events() -> None:
     database = Database.from_url("sqlite://")
     database.upgrade()
     assert crm.accept(database, _events("mem", 3), now=NOW).accepted == 3

@@ -27,6 +27,7 @@ from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, SlaClock
 from bot.outbox import Message, OutboxRelay, enqueue
+from bot.projector import CrmProjector
 from bot.slack_signing import command_body
 from bot.slack_signing import sign as slack_sign
 from bot.web import WebApplication
@@ -318,6 +319,8 @@ def test_metrics_count_what_really_happens(
         relay.drain()
 
         after = scrape(port)
+        CrmProjector(deps.database, deps.alignment, clock=deps.clock).drain()  # a worker's projector thread
+        applied = scrape(port)
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -333,7 +336,8 @@ def test_metrics_count_what_really_happens(
     assert value(after, "alignbot_slack_messages_sent_total", kind="feedback.post") == 1
     assert value(after, "alignbot_slack_rate_limited_total") == 2
     assert value(after, "alignbot_outbox_pending") == 1  # the one whose channel is paused
-    assert value(after, "alignbot_crm_events_unapplied") == 0  # applied as they came (no projector thread)
+    assert value(after, "alignbot_crm_events_unapplied") == 2  # stored and answered, not yet applied
+    assert value(applied, "alignbot_crm_events_unapplied") == 0
 
 
 def test_database_gauges_reflect_the_rows(app: App, deps: Dependencies, database: Database) -> None:

@@ -5,13 +5,12 @@ touch or a deal is refolded from all of its stored events in time order whenever
 is applied, so a late or out-of-order event lands where it belongs.
 
 Two steps. :func:`accept` stores a request's events (the ``202`` means they are safe) and
-nothing else, so the CRM's request is answered fast (on a SQLite file it stores them in the
-inbox, ``bot.inbox``, and the projector moves them in at the start of each batch with
-:func:`move_inbox`). :func:`project` then applies the stored events that wait, a batch at a
-time: it folds what they touch, runs the reactions (win posts and SLA clocks into the outbox)
-and marks them applied, all in one transaction, so an event
-is applied completely or not at all, and a crash in between leaves it waiting for the next
-projector. :func:`ingest` does both at once, for the callers that want the state at once.
+nothing else: one ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction. :func:`project` then
+applies the stored events that wait, a batch at a time: it folds what they touch, runs the
+reactions (win posts and SLA clocks into the outbox) and marks them applied, all in one
+transaction, so an event is applied completely or not at all, and a crash in between leaves it
+waiting for the next projector. :func:`ingest` does both in the caller's transaction, for the
+callers that want the state at once (``alignbot import``, the buttons that stand for CRM events).
 """
 
 from __future__ import annotations
@@ -25,14 +24,12 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
-from bot.db import Database
-from bot.inbox import Inbox, by_source
+from bot.db import Database, chunked
 from bot.models import CrmEvent, Deal, Lead, Touch
 from bot.services.crm_schema import CrmEventIn
 
@@ -70,23 +67,19 @@ class _Named(Protocol):
     def account_id(self) -> str | None: ...
 
 
-def store(
-    session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime, applied: bool = False
-) -> tuple[list[CrmEventIn], int]:
-    """Insert the events not seen before; returns them and the count of duplicates.
+def store(session: Session, events: Sequence[CrmEventIn], *, now: dt.datetime) -> tuple[list[int], int]:
+    """Insert the events not stored before (``(source, id)`` is the key), to be applied later.
 
-    ``applied`` marks them applied at once (the caller folds them in this transaction);
-    otherwise they wait for :func:`project`.
+    Returns the new rows' ids and the count of duplicates (repeats within ``events`` included).
     """
     unique = _unique(events)
     if not unique:
         return [], len(events)
-    rows = _rows(unique.values(), now=now, applied_at=now if applied else None)
-    # The request path's statement, on the session's connection: the ORM adds nothing here but time.
-    connection = session.connection()
-    new_keys = _insert_new(connection.dialect, rows, lambda sql, values: connection.exec_driver_sql(sql, values).all())
-    new = [e for key, e in unique.items() if key in new_keys]
-    return new, len(events) - len(new)
+    insert = _insert_new(session.get_bind().dialect.name)
+    new_ids: list[int] = []
+    for rows in chunked(_rows(unique.values(), now=now), _ROWS_PER_STATEMENT):
+        new_ids.extend(session.scalars(insert, list(rows)) if len(rows) > 1 else session.scalars(insert, rows[0]))
+    return new_ids, len(events) - len(new_ids)
 
 
 def _unique(events: Sequence[CrmEventIn]) -> dict[tuple[str, str], CrmEventIn]:
@@ -97,7 +90,7 @@ def _unique(events: Sequence[CrmEventIn]) -> dict[tuple[str, str], CrmEventIn]:
     return unique
 
 
-def _rows(events: Iterable[CrmEventIn], *, now: dt.datetime, applied_at: dt.datetime | None) -> list[dict[str, Any]]:
+def _rows(events: Iterable[CrmEventIn], *, now: dt.datetime) -> list[dict[str, Any]]:
     return [
         {
             "source": e.source,
@@ -108,161 +101,38 @@ def _rows(events: Iterable[CrmEventIn], *, now: dt.datetime, applied_at: dt.date
             "time": e.time,
             "received_at": now,
             "data": e.raw_data,
-            "applied_at": applied_at,
         }
         for e in events
     ]
 
 
-#: The columns a request writes, in the order of :class:`_DriverInsert`'s placeholders.
-_STORED = ("source", "event_id", "type", "subject", "account_id", "time", "received_at", "data", "applied_at")
-#: Rows per statement on the driver path: 9,000 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
+#: Rows per statement: 8,000 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
 _ROWS_PER_STATEMENT = 1000
 
 
-@dataclass(frozen=True)
-class _DriverInsert:
-    """The request path's insert in the driver's own SQL, with the column types' encoders."""
-
-    placeholder: str  # one row's "(?, ?, ...)" in the driver's parameter style
-    encoders: tuple[Callable[[Any], Any] | None, ...]
-
-    def sql(self, rows: int, table: str = "crm_events") -> str:
-        # Only the module's own table and column names and the driver's placeholders: no value is in the text.
-        values = ", ".join([self.placeholder] * rows)
-        return (
-            f"INSERT INTO {table} ({', '.join(_STORED)}) VALUES {values} "  # noqa: S608
-            "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
-        )
-
-    def parameters(self, rows: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
-        values: list[Any] = []
-        for row in rows:
-            for name, encode in zip(_STORED, self.encoders, strict=True):
-                value = row[name]
-                values.append(encode(value) if encode is not None and value is not None else value)
-        return tuple(values)
-
-
-def _insert_new(
-    dialect: Dialect,
-    rows: Sequence[dict[str, Any]],
-    run: Callable[[str, tuple[Any, ...]], Sequence[Any]],
-    table: str = "crm_events",
-) -> set[tuple[str, str]]:
-    """Insert the rows not stored yet, ``_ROWS_PER_STATEMENT`` a statement, through ``run(sql, values)``
-    (a DBAPI cursor's, or a session connection's); returns the (source, id) of those it inserted."""
-    insert = _driver_insert(dialect)
-    new_keys: set[tuple[str, str]] = set()
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        new_keys.update(
-            (source, event_id) for source, event_id in run(insert.sql(len(chunk), table), insert.parameters(chunk))
-        )
-    return new_keys
-
-
 @functools.cache
-def _driver_insert(dialect: Dialect) -> _DriverInsert:
-    """Built once per dialect. The encoders are the ones SQLAlchemy itself applies (aware times
-    to naive UTC, JSON), so a row stored here reads back exactly as one the ORM stored."""
+def _insert_new(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (source, event_id) DO NOTHING RETURNING id``, built once per backend."""
     table = cast(Table, CrmEvent.__table__)
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    encoders = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _STORED)
-    return _DriverInsert(f"({', '.join([mark] * len(_STORED))})", encoders)
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(table).on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(table.c.id)
+        )
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(table.c.id)
+    raise RuntimeError(f"unsupported database {dialect}")  # pragma: no cover - the two supported backends
 
 
 def accept(database: Database, events: Sequence[CrmEventIn], *, now: dt.datetime, ignored: int = 0) -> IngestResult:
-    """Store the events (idempotently) for :func:`project` to apply; the counts of the ``202``.
-
-    On a SQLite file, into the inbox (``bot.inbox``: a file with a write turn of its own, so the
-    CRM never waits for a projector's batch), then a read of ``crm_events`` for the events that
-    were moved out of it before (duplicates too). Elsewhere, and for more events than one
-    statement takes (more than a request may send), one transaction on the driver's connection
-    (:meth:`bot.db.Database.driver_transaction`). A CRM waits for this on every request:
-    SQLAlchemy's session and execution context would cost about as much again as the
-    database's own insert and commit.
-    """
-    unique = _unique(events)
-    if not unique:
-        return IngestResult(duplicates=len(events), ignored=ignored)
-    rows = _rows(unique.values(), now=now, applied_at=None)
-
-    if database.inbox is not None and len(rows) <= _ROWS_PER_STATEMENT:
-        new_keys = _insert_new(database.engine.dialect, rows, database.inbox.write, table="crm_inbox")
-        moved_before = _already_moved(database, new_keys)
-        if moved_before:  # re-sent after being applied: the copies just made wait for nothing
-            database.inbox.forget(moved_before)
-            new_keys -= moved_before
-    elif len(rows) <= _ROWS_PER_STATEMENT:  # one statement: atomic by itself
-        new_keys = _insert_new(database.engine.dialect, rows, database.driver_statement)
-    else:
-        with database.driver_transaction() as cursor:
-
-            def run(sql: str, values: tuple[Any, ...]) -> Sequence[Any]:
-                cursor.execute(sql, values)
-                return cast(Sequence[Any], cursor.fetchall())
-
-            new_keys = _insert_new(database.engine.dialect, rows, run)
-    accepted = sum(1 for key in unique if key in new_keys)
-    return IngestResult(accepted=accepted, duplicates=len(events) - accepted, ignored=ignored)
-
-
-def _already_moved(database: Database, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Those of ``keys`` that ``crm_events`` holds: events a projector moved out of the inbox before.
-
-    Read after the inbox insert: a projector commits the move before it deletes the moved rows
-    from the inbox, so an event that the insert found missing from the inbox is either new or
-    already visible here.
-    """
-    found: set[tuple[str, str]] = set()
-    for source, ids, marks in by_source(keys):
-        sql = f"SELECT event_id FROM crm_events WHERE source = ? AND event_id IN ({marks})"  # noqa: S608
-        found.update((source, row[0]) for row in database.read_statement(sql, (source, *ids)))
-    return found
-
-
-def move_inbox(session: Session, inbox: Inbox, *, limit: int) -> tuple[int, int] | None:
-    """Copy up to ``limit`` events from the inbox into ``crm_events`` (those not there yet), to be
-    applied in this transaction; returns how many inbox rows it read and the last one's id (None:
-    the inbox is empty).
-
-    The caller deletes the inbox rows through that id once this transaction has committed
-    (:meth:`bot.inbox.Inbox.delete_through`), never before: a crash in between copies them again,
-    and the copy skips what ``crm_events`` already holds.
-    """
-    waiting = inbox.waiting(limit)
-    if not waiting:
-        return None
-    insert = _driver_insert(session.get_bind().dialect)
-    connection = session.connection()
-    for start in range(0, len(waiting), _ROWS_PER_STATEMENT):
-        chunk = waiting[start : start + _ROWS_PER_STATEMENT]
-        # The values are already encoded as the column types encode them for SQLite: copied as they are.
-        values = tuple(value for row in chunk for value in row[1:])
-        connection.exec_driver_sql(insert.sql(len(chunk)), values).all()
-    return len(waiting), int(waiting[-1][0])
+    """Store the events (idempotently) for :func:`project` to apply: the counts of the ``202``."""
+    with database.session() as session:
+        new_ids, duplicates = store(session, events, now=now)
+    return IngestResult(accepted=len(new_ids), duplicates=duplicates, ignored=ignored)
 
 
 def has_unapplied(session: Session) -> bool:
     """Whether any stored event waits to be applied (ix_crm_events_unapplied: one index probe)."""
     return session.execute(select(CrmEvent.id).where(CrmEvent.applied_at.is_(None)).limit(1)).first() is not None
-
-
-def backlog(session: Session, inbox: Inbox | None) -> tuple[int, dt.datetime | None]:
-    """The events accepted but not applied yet, in ``crm_events`` and the inbox; the oldest one's arrival."""
-    waiting = CrmEvent.applied_at.is_(None)  # ix_crm_events_unapplied
-    count, oldest = session.execute(select(func.count(), func.min(CrmEvent.received_at)).where(waiting)).one()
-    count = count or 0
-    if inbox is not None:
-        queued, first = inbox.backlog()
-        count += queued
-        if first is not None:
-            arrived = dt.datetime.fromisoformat(first)
-            oldest = arrived if oldest is None else min(oldest, arrived)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.UTC)
-    return count, oldest
 
 
 def ingest(
@@ -274,13 +144,11 @@ def ingest(
     ignored: int = 0,
     reactions: Iterable[Reaction] = (),
 ) -> IngestResult:
-    """Store the events (idempotently), refold what they touch, and let the reactions run, at once."""
-    _serialise(session, events)
-    new, duplicates = store(session, events, now=now, applied=True)
-    result = IngestResult(accepted=len(new), duplicates=duplicates, ignored=ignored)
-    if new:
-        _apply(session, alignment, new, result, now=now, reactions=reactions)
-    return result
+    """Store the events (idempotently) and apply the new ones in this transaction, as :func:`project` does."""
+    new_ids, duplicates = store(session, events, now=now)
+    if new_ids:
+        project(session, alignment, now=now, limit=len(new_ids), reactions=reactions, only=new_ids)
+    return IngestResult(accepted=len(new_ids), duplicates=duplicates, ignored=ignored)
 
 
 def project(
@@ -303,7 +171,7 @@ def project(
         CrmEvent.applied_at.is_(None)
     )
     if only is not None:
-        query = query.where(CrmEvent.id.in_(only))
+        query = query.where(CrmEvent.id.in_(list(only)))
     query = query.order_by(CrmEvent.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -312,10 +180,9 @@ def project(
         return 0
     _serialise(session, claimed)
     _apply(session, alignment, claimed, IngestResult(accepted=len(claimed)), now=now, reactions=reactions)
-    ids = [row.id for row in claimed]
-    for start in range(0, len(ids), 1000):
+    for ids in chunked(row.id for row in claimed):
         session.execute(
-            update(CrmEvent).where(CrmEvent.id.in_(ids[start : start + 1000])).values(applied_at=now),
+            update(CrmEvent).where(CrmEvent.id.in_(ids)).values(applied_at=now),
             execution_options={"synchronize_session": False},
         )
     return len(claimed)

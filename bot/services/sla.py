@@ -20,7 +20,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment, Person, Sla
-from bot.db import reserve_ids
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock
 from bot.outbox import OBSERVERS, Message, enqueue
@@ -214,13 +213,9 @@ def refresh_leads(
                     clock.warned_at = clock.escalated_at = now  # history: no flags
                 started.append(clock)
             planned.append((clock, plan, info, started_now))
-    # The messages are keyed by the clocks' ids, so new clocks get theirs now, reserved rather
-    # than inserted: each is then inserted once, at the next flush, as _apply left it. (Inserted
-    # here, every new clock cost an INSERT of its own on SQLite, which cannot say which RETURNING
-    # row is whose, and then an UPDATE for the state _apply gives it.)
-    for clock, clock_id in zip(started, reserve_ids(session, SlaClock, len(started)), strict=True):
-        clock.id = clock_id
+    # The messages are keyed by the clocks' ids, so new clocks get theirs now.
     session.add_all(started)
+    session.flush()
     # As in a tick: a backfill of stale hand-offs flags many clocks at once, of few owners.
     people = {p.owner_email for _, p, _, _ in planned} | {
         m[r] for _, p, _, _ in planned for m in p.reassignments for r in ("from", "to")

@@ -32,7 +32,7 @@ def test_projector_does_not_set_events_aside_when_the_database_goes_away(
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
     monkeypatch.setattr(pipeline, "project", database_away)
-    projector = CrmProjector(database, alignment, clock=lambda: now, yield_limit=0)
+    projector = CrmProjector(database, alignment, clock=lambda: now)
     with pytest.raises(OperationalError):
         projector.drain()
     with database.read_session() as session:
