@@ -15,13 +15,13 @@ callers that want the state at once (``alignbot import``, the buttons that stand
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, select, text, update
@@ -46,7 +46,7 @@ class IngestResult:
     accounts: set[str] = field(default_factory=set)
     # What the lead fold read and wrote, for the reactions (the SLA) not to read it again.
     lead_events: dict[str, list[StoredEvent]] = field(default_factory=dict)
-    lead_rows: dict[str, Any] = field(default_factory=dict)  # lead id -> its folded state (attributes)
+    lead_rows: dict[str, LeadState] = field(default_factory=dict)  # lead id -> its folded state
 
     def as_dict(self) -> dict[str, int]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "ignored": self.ignored}
@@ -352,52 +352,59 @@ def _upsert(session: Session, model: type[Any], states: list[dict[str, Any]]) ->
     return accounts
 
 
+@dataclass
+class LeadState:
+    """A lead as its events fold it: the values of its ``leads`` row (the SLA reads it as it reads a row)."""
+
+    lead_id: str
+    owner_email: str | None = None
+    stage: str | None = None
+    name: str | None = None
+    company: str | None = None
+    account_id: str | None = None
+    campaign: str | None = None
+    score: Any = None
+    grade: str | None = None
+    handed_off_at: dt.datetime | None = None
+    contacted_at: dt.datetime | None = None
+    recycled_at: dt.datetime | None = None
+    recycle_reason: str | None = None
+    updated_at: dt.datetime | None = None
+
+    def apply(self, event: StoredEvent) -> None:
+        """Fold one more event of this lead, in time order."""
+        data = event.data
+        if event.type == "lead.handed_off":
+            self.owner_email = str(data["owner_email"]).lower()
+            self.stage = data["stage"]
+            for name in ("name", "company", "account_id", "campaign", "score", "grade"):
+                if data.get(name) is not None:
+                    setattr(self, name, data[name])
+            self.handed_off_at = self.handed_off_at or event.time
+        elif event.type == "lead.contacted":
+            self.contacted_at = self.contacted_at or event.time
+        elif event.type == "lead.stage_changed":
+            self.stage = data["stage"]
+            if data.get("owner_email"):
+                self.owner_email = str(data["owner_email"]).lower()
+        elif event.type == "lead.recycled":
+            self.recycled_at = event.time
+            self.recycle_reason = data.get("reason")
+        self.updated_at = event.time
+
+
 def _fold_leads(session: Session, lead_ids: set[str], result: IngestResult) -> set[str]:
     if not lead_ids:
         return set()
     history = _history(session, "lead.", lead_ids)
     result.lead_events = history
-    states: list[dict[str, Any]] = []
     for lead_id, events in history.items():
-        if not events:
-            continue
-        state: dict[str, Any] = {
-            "lead_id": lead_id,
-            "owner_email": None,
-            "stage": None,
-            "name": None,
-            "company": None,
-            "account_id": None,
-            "campaign": None,
-            "score": None,
-            "grade": None,
-            "handed_off_at": None,
-            "contacted_at": None,
-            "recycled_at": None,
-            "recycle_reason": None,
-        }
-        for event in events:
-            data = event.data
-            if event.type == "lead.handed_off":
-                state["owner_email"] = str(data["owner_email"]).lower()
-                state["stage"] = data["stage"]
-                for name in ("name", "company", "account_id", "campaign", "score", "grade"):
-                    if data.get(name) is not None:
-                        state[name] = data[name]
-                state["handed_off_at"] = state["handed_off_at"] or event.time
-            elif event.type == "lead.contacted":
-                state["contacted_at"] = state["contacted_at"] or event.time
-            elif event.type == "lead.stage_changed":
-                state["stage"] = data["stage"]
-                if data.get("owner_email"):
-                    state["owner_email"] = str(data["owner_email"]).lower()
-            elif event.type == "lead.recycled":
-                state["recycled_at"] = event.time
-                state["recycle_reason"] = data.get("reason")
-        state["updated_at"] = events[-1].time
-        states.append(state)
-        result.lead_rows[lead_id] = SimpleNamespace(**state)
-    return _upsert(session, Lead, states)
+        if events:
+            state = LeadState(lead_id)
+            for event in events:
+                state.apply(event)
+            result.lead_rows[lead_id] = state
+    return _upsert(session, Lead, [dataclasses.asdict(state) for state in result.lead_rows.values()])
 
 
 def _fold_touches(session: Session, touch_ids: set[str]) -> set[str]:
