@@ -19,8 +19,8 @@ from bot.services.business_time import (
     HolidayDates,
     WallClock,
     country_holidays,
-    sla_calendar,
 )
+from bot.services.sla import calendar_for
 
 ALIGNMENT = load_alignment(EXAMPLE_CONFIG)
 NY = ZoneInfo("America/New_York")
@@ -229,8 +229,8 @@ def test_a_calendar_that_never_opens_fails_instead_of_looping() -> None:
 def test_an_sla_without_business_hours_counts_every_moment() -> None:
     sla = ALIGNMENT.sla[0]
     ava = ALIGNMENT.person("ava.ross@northwind.example")
-    assert isinstance(sla_calendar(ALIGNMENT, sla, ava), BusinessCalendar)
-    clock = sla_calendar(ALIGNMENT, sla.model_copy(update={"business_hours": False}), ava)
+    assert isinstance(calendar_for(ALIGNMENT, sla, ava), BusinessCalendar)
+    clock = calendar_for(ALIGNMENT, sla.model_copy(update={"business_hours": False}), ava)
     assert isinstance(clock, WallClock)
     friday = ny(2026, 11, 20, 16, 30)
     assert clock.add(friday, FOUR_HOURS) == ny(2026, 11, 20, 20, 30).astimezone(dt.UTC)

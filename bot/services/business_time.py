@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
-from bot.config import WEEKDAYS, Alignment, Person, Sla
+from bot.config import WEEKDAYS, Alignment, Person
 
 UTC = dt.UTC
 _ZERO = dt.timedelta(0)
@@ -359,14 +359,3 @@ class SlaCalendar(Protocol):
     def between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta: ...
 
     def intervals(self, start: dt.datetime, end: dt.datetime) -> list[Span]: ...
-
-
-WALL_CLOCK = WallClock()
-
-
-def sla_calendar(alignment: Alignment, sla: Sla, owner: Person | None) -> SlaCalendar:
-    """The calendar an SLA's window is counted in: the owner's business calendar, or the wall clock.
-
-    ``owner`` is None for a lead with no configured owner; the company calendar applies then.
-    """
-    return BusinessCalendar.for_person(alignment, owner) if sla.business_hours else WALL_CLOCK
