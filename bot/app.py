@@ -39,17 +39,15 @@ class _AlignbotApp(App):
         return super().dispatch(req)
 
 
-def web_client(env: Environment, token: str | None = None, *, timeout: int = 10) -> WebClient:
+def web_client(env: Environment) -> WebClient:
     """A WebClient for listeners, honouring ``SLACK_API_URL``."""
-    return WebClient(token=token or env.slack_bot_token, base_url=env.slack_api_url, timeout=timeout)
+    return WebClient(token=env.slack_bot_token, base_url=env.slack_api_url, timeout=10)
 
 
 def create_app(
     env: Environment,
     deps: Dependencies,
     *,
-    client: WebClient | None = None,
-    token_verification: bool = True,
     socket_mode: bool = False,
 ) -> App:
     """The Bolt app with every listener registered.
@@ -71,9 +69,9 @@ def create_app(
         logger=bolt_log,
         # Bolt reads SLACK_SIGNING_SECRET from the environment when given None; config.py owns that.
         signing_secret=env.slack_signing_secret or "",
-        client=client or web_client(env),  # Bolt takes the bot token from the client
+        client=web_client(env),  # Bolt takes the bot token from the client
         process_before_response=True,
-        token_verification_enabled=token_verification,
+        token_verification_enabled=True,
         request_verification_enabled=True,
         ignoring_self_events_enabled=True,
     )
