@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +23,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -461,12 +461,26 @@ class Leads(_Section):
     recycle_reasons: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")], ...] = DEFAULT_RECYCLE_REASONS
 
 
+@dataclass(frozen=True)
+class _Directory:
+    """The configured people by email (stored lower-cased) and by Slack user ID: the services look
+    people up on every message, so the maps are built once per list of people, not per call."""
+
+    people: tuple[Person, ...]
+    by_email: Mapping[str, Person]
+    by_slack_id: Mapping[str, Person]
+
+    @classmethod
+    def of(cls, people: tuple[Person, ...]) -> _Directory:
+        return cls(
+            people=people,
+            by_email={p.email: p for p in people},
+            by_slack_id={p.slack_id: p for p in people if p.slack_id},
+        )
+
+
 class Alignment(_Section):
     """The whole agreed alignment, validated. Cross-references are checked too."""
-
-    _by_email: dict[str, Person] = PrivateAttr(default_factory=dict)
-    _by_slack_id: dict[str, Person] = PrivateAttr(default_factory=dict)
-    _people_seen: tuple[Person, ...] | None = PrivateAttr(default=None)
 
     timezone: Timezone = "America/New_York"
     channels: Channels
@@ -485,27 +499,27 @@ class Alignment(_Section):
 
     # --- look-ups used across the services ---
 
-    def _lookups(self) -> tuple[dict[str, Person], dict[str, Person]]:
-        # Look-ups the services make on every message: built once per list of people (a
-        # model_copy that replaces the people gets its own), not per call.
-        # Read from pydantic's private storage directly: each ``self._x`` goes through
-        # ``BaseModel.__getattr__``, a slow path that a win post pays dozens of times.
-        private = self.__pydantic_private__
-        assert private is not None
-        people = self.people
-        if private["_people_seen"] is not people:
-            private["_by_email"] = {p.email: p for p in people}
-            private["_by_slack_id"] = {p.slack_id: p for p in people if p.slack_id}
-            private["_people_seen"] = people
-        return private["_by_email"], private["_by_slack_id"]
+    @cached_property
+    def _directory(self) -> _Directory:
+        # A cached_property lives in the instance's __dict__, so reading it is a plain attribute
+        # read (a PrivateAttr goes through BaseModel.__getattr__, many times slower, and the
+        # services look people up dozens of times per message).
+        return _Directory.of(self.people)
+
+    def _people(self) -> _Directory:
+        directory = self._directory
+        if directory.people is not self.people:
+            # model_copy copies the cached value too: a copy that replaced the people builds its own.
+            directory = self._directory = _Directory.of(self.people)
+        return directory
 
     def person(self, email: str) -> Person | None:
         """The person with that email (case-insensitive), if configured."""
-        return self._lookups()[0].get(email.lower())
+        return self._people().by_email.get(email.lower())
 
     def person_by_slack_id(self, slack_id: str) -> Person | None:
         """The configured person with that Slack user ID, if any."""
-        return self._lookups()[1].get(slack_id)
+        return self._people().by_slack_id.get(slack_id)
 
     def tz(self, person: Person | None = None) -> ZoneInfo:
         """The timezone of a person, else the company default."""

@@ -82,11 +82,6 @@ def bind(**fields: Any) -> None:
     _fields.set({**_fields.get(), **{k: v for k, v in fields.items() if v is not None}})
 
 
-def current_fields() -> Mapping[str, Any]:
-    """The context fields of the work this thread is doing now."""
-    return _fields.get()
-
-
 def current_request_id() -> str | None:
     """The request id of the work this thread is doing now, if any."""
     value = _fields.get().get("request_id")

@@ -167,7 +167,7 @@ class DatabaseCollector(Collector):
             yield from self._outbox(session, now)
             yield from self._crm(session, now)
             yield from self._sla(session, now)
-            yield from self._counters(session, now)
+            yield from self._counters(session)
 
     @staticmethod
     def _outbox(session: Session, now: dt.datetime) -> Iterable[Metric]:
@@ -219,7 +219,7 @@ class DatabaseCollector(Collector):
         yield family
 
     @staticmethod
-    def _counters(session: Session, now: dt.datetime) -> Iterable[Metric]:
+    def _counters(session: Session) -> Iterable[Metric]:
         families = {
             name: CounterMetricFamily(f"alignbot_{name}", help_, labels=list(labels))
             for name, (help_, labels) in _COUNTER_HELP.items()

@@ -19,14 +19,24 @@ from bot.services.business_time import (
     HolidayDates,
     WallClock,
     country_holidays,
-    sla_calendar,
 )
+from bot.services.sla import calendar_for
 
 ALIGNMENT = load_alignment(EXAMPLE_CONFIG)
 NY = ZoneInfo("America/New_York")
 HOUR = dt.timedelta(hours=1)
 FOUR_HOURS = parse_duration("4h")
 US_HOLIDAYS = country_holidays("US")
+
+
+def open_at(calendar: BusinessCalendar | WallClock, moment: dt.datetime) -> bool:
+    """Whether ``moment`` counts: the business time in the microsecond starting then is not zero."""
+    return calendar.between(moment, moment + dt.timedelta(microseconds=1)) > dt.timedelta(0)
+
+
+def next_opening(calendar: BusinessCalendar | WallClock, moment: dt.datetime) -> dt.datetime:
+    """``moment`` when the calendar counts it, else the start of the next business time (UTC)."""
+    return calendar.intervals(moment, moment + dt.timedelta(days=60))[0][0]
 
 
 def ny(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> dt.datetime:
@@ -110,7 +120,7 @@ def test_business_time_is_real_time_so_a_round_the_clock_day_has_23_or_25_hours(
     assert calendar.between(ny(2027, 3, 14), ny(2027, 3, 15)) == 23 * HOUR
     assert calendar.between(ny(2026, 11, 1), ny(2026, 11, 2)) == 25 * HOUR
     assert calendar.between(ny(2026, 11, 2), ny(2026, 11, 3)) == 24 * HOUR
-    assert calendar.is_open(ny(2026, 11, 1, 23, 59, 59)) and calendar.is_open(ny(2026, 11, 2))
+    assert open_at(calendar, ny(2026, 11, 1, 23, 59, 59)) and open_at(calendar, ny(2026, 11, 2))
     # US holidays still close it: Thanksgiving is skipped whole.
     assert calendar.add(ny(2026, 11, 25, 23), 2 * HOUR) == ny(2026, 11, 27, 1).astimezone(dt.UTC)
 
@@ -129,7 +139,7 @@ def test_a_fixed_offset_zone_works() -> None:
     calendar = BusinessCalendar.for_person(ALIGNMENT, person(timezone="Etc/GMT-3"))  # UTC+3, no DST
     handed_off = utc("2026-11-16T12:00")  # Mon 15:00 local
     assert calendar.add(handed_off, FOUR_HOURS) == utc("2026-11-17T08:00")  # Tue 11:00 local
-    assert not calendar.is_open(utc("2026-11-16T14:00"))  # 17:00 local: closed
+    assert not open_at(calendar, utc("2026-11-16T14:00"))  # 17:00 local: closed
 
 
 def test_a_persons_own_hours_and_sunday_to_thursday_week_are_respected() -> None:
@@ -139,8 +149,8 @@ def test_a_persons_own_hours_and_sunday_to_thursday_week_are_respected() -> None
     handed_off = dt.datetime(2026, 11, 19, 15, 30, tzinfo=jerusalem)  # Thursday
     due = calendar.add(handed_off, FOUR_HOURS)  # 2h Thursday; Friday and Saturday off; 2h Sunday
     assert due == dt.datetime(2026, 11, 22, 10, 30, tzinfo=jerusalem).astimezone(dt.UTC)
-    assert calendar.is_open(dt.datetime(2026, 11, 22, 8, 30, tzinfo=jerusalem))
-    assert not calendar.is_open(dt.datetime(2026, 11, 20, 12, 0, tzinfo=jerusalem))  # Friday
+    assert open_at(calendar, dt.datetime(2026, 11, 22, 8, 30, tzinfo=jerusalem))
+    assert not open_at(calendar, dt.datetime(2026, 11, 20, 12, 0, tzinfo=jerusalem))  # Friday
 
 
 def test_holidays_can_be_a_list_of_dates() -> None:
@@ -165,8 +175,8 @@ def test_a_subdivision_has_its_own_holidays() -> None:
 
 def test_an_overnight_shift_belongs_to_the_day_it_starts() -> None:
     calendar = BusinessCalendar.for_person(ALIGNMENT, person(working_hours="22:00-06:00"))
-    assert calendar.is_open(ny(2026, 11, 21, 2, 0))  # Saturday 02:00: Friday's shift
-    assert not calendar.is_open(ny(2026, 11, 23, 2, 0))  # Monday 02:00: Sunday is not a workday
+    assert open_at(calendar, ny(2026, 11, 21, 2, 0))  # Saturday 02:00: Friday's shift
+    assert not open_at(calendar, ny(2026, 11, 23, 2, 0))  # Monday 02:00: Sunday is not a workday
     assert calendar.add(ny(2026, 11, 20, 23, 0), FOUR_HOURS) == ny(2026, 11, 21, 3, 0).astimezone(dt.UTC)
     assert calendar.add(ny(2026, 11, 21, 7, 0), HOUR) == ny(2026, 11, 23, 23, 0).astimezone(dt.UTC)
 
@@ -195,15 +205,15 @@ def test_zero_length() -> None:
 
 def test_opening_counts_and_closing_does_not() -> None:
     calendar = company()
-    assert calendar.is_open(ny(2026, 11, 23, 9, 0))
-    assert not calendar.is_open(ny(2026, 11, 23, 17, 0))
-    assert calendar.is_open(ny(2026, 11, 23, 16, 59, 59, 999999))
+    assert open_at(calendar, ny(2026, 11, 23, 9, 0))
+    assert not open_at(calendar, ny(2026, 11, 23, 17, 0))
+    assert open_at(calendar, ny(2026, 11, 23, 16, 59, 59, 999999))
     # A full day from opening ends at closing, not at the next opening.
     assert calendar.add(ny(2026, 11, 23, 9, 0), 8 * HOUR) == ny(2026, 11, 23, 17, 0).astimezone(dt.UTC)
     # Handed off at closing: counting starts at the next opening.
     assert calendar.add(ny(2026, 11, 20, 17, 0), dt.timedelta(minutes=1)) == ny(2026, 11, 23, 9, 1).astimezone(dt.UTC)
-    assert calendar.next_open(ny(2026, 11, 20, 17, 0)) == ny(2026, 11, 23, 9, 0).astimezone(dt.UTC)
-    assert calendar.next_open(ny(2026, 11, 23, 10, 15)) == ny(2026, 11, 23, 10, 15).astimezone(dt.UTC)
+    assert next_opening(calendar, ny(2026, 11, 20, 17, 0)) == ny(2026, 11, 23, 9, 0).astimezone(dt.UTC)
+    assert next_opening(calendar, ny(2026, 11, 23, 10, 15)) == ny(2026, 11, 23, 10, 15).astimezone(dt.UTC)
 
 
 def test_naive_times_and_negative_durations_are_refused() -> None:
@@ -229,15 +239,15 @@ def test_a_calendar_that_never_opens_fails_instead_of_looping() -> None:
 def test_an_sla_without_business_hours_counts_every_moment() -> None:
     sla = ALIGNMENT.sla[0]
     ava = ALIGNMENT.person("ava.ross@northwind.example")
-    assert isinstance(sla_calendar(ALIGNMENT, sla, ava), BusinessCalendar)
-    clock = sla_calendar(ALIGNMENT, sla.model_copy(update={"business_hours": False}), ava)
+    assert isinstance(calendar_for(ALIGNMENT, sla, ava), BusinessCalendar)
+    clock = calendar_for(ALIGNMENT, sla.model_copy(update={"business_hours": False}), ava)
     assert isinstance(clock, WallClock)
     friday = ny(2026, 11, 20, 16, 30)
     assert clock.add(friday, FOUR_HOURS) == ny(2026, 11, 20, 20, 30).astimezone(dt.UTC)
     assert clock.between(friday, ny(2026, 11, 23, 16, 30)) == 72 * HOUR
     assert clock.between(ny(2026, 11, 23), friday) == dt.timedelta(0)
     assert clock.intervals(friday, ny(2026, 11, 21)) == [(utc("2026-11-20T21:30"), utc("2026-11-21T05:00"))]
-    assert clock.is_open(friday) and clock.next_open(friday) == utc("2026-11-20T21:30")
+    assert open_at(clock, friday) and next_opening(clock, friday) == utc("2026-11-20T21:30")
 
 
 def test_calendars_and_holidays_are_shared_not_rebuilt() -> None:
@@ -314,7 +324,7 @@ def test_between_matches_a_minute_by_minute_count(name: str) -> None:
             for m in range((end - start) // dt.timedelta(minutes=1))
         )
         assert calendar.between(start, end) == dt.timedelta(minutes=minutes), (start, end)
-        assert calendar.is_open(start) == open_by_minutes(calendar, start), start
+        assert open_at(calendar, start) == open_by_minutes(calendar, start), start
 
 
 @pytest.mark.parametrize("name", CALENDARS)
@@ -331,10 +341,10 @@ def test_between_is_the_inverse_of_add_and_add_is_monotonic(name: str) -> None:
             assert calendar.between(start, due) == duration, (start, duration)
             if duration:  # the earliest such moment, and counting never starts before the next opening
                 assert calendar.between(start, due - tick) < duration, (start, duration)
-                assert due > calendar.next_open(start)
+                assert due > next_opening(calendar, start)
             spans = calendar.intervals(start, due)
             assert sum((end - begin for begin, end in spans), dt.timedelta(0)) == duration
-            assert all(calendar.is_open(begin) for begin, _ in spans)
+            assert all(open_at(calendar, begin) for begin, _ in spans)
             assert all(a_end <= b_begin for (_, a_end), (b_begin, _) in itertools.pairwise(spans))
         later = start + dt.timedelta(seconds=rng.randrange(1, 5 * 86_400))
         assert calendar.add(later, durations[-1]) >= dues[-1], (start, later)

@@ -34,6 +34,22 @@ def test_the_example_is_valid_and_describes_a_real_team() -> None:
     assert Path("alignment.example.toml").resolve() == EXAMPLE_CONFIG.resolve()
 
 
+def test_people_are_found_by_email_in_any_case_and_by_slack_id() -> None:
+    data = example()
+    at = [p["email"] for p in data["people"]].index("ava.ross@northwind.example")
+    data["people"][at]["email"] = "Ava.Ross@Northwind.example"
+    alignment = parse_alignment(data)
+    ava = alignment.people[at]
+    assert alignment.person("AVA.ROSS@northwind.EXAMPLE") is ava
+    assert alignment.person_by_slack_id(ava.slack_id or "") is ava
+    assert alignment.person("nobody@northwind.example") is None
+    assert alignment.person_by_slack_id("U0NOBODY") is None
+    # A copy with other people answers from its own people, and the original is unchanged.
+    without_ava = alignment.model_copy(update={"people": tuple(p for p in alignment.people if p is not ava)})
+    assert without_ava.person(ava.email) is None and without_ava.person_by_slack_id(ava.slack_id or "") is None
+    assert alignment.person(ava.email) is ava
+
+
 def test_every_problem_is_reported_with_its_key_path() -> None:
     data = example()
     data["people"][1]["timezone"] = "Mars/Olympus_Mons"

@@ -50,6 +50,20 @@ def test_quick_capture_posts_to_voice_of_customer_crediting_the_rep(
     assert any(e.get("action_id") == "feedback_acted_on" for b in post.body["blocks"] for e in b.get("elements", []))
 
 
+def test_feedback_that_mentions_a_payload_is_captured_like_any_other(
+    slack: SlackDriver, fake_slack: FakeSlack, relay: OutboxRelay, database: Database
+) -> None:
+    # Bolt alone reads a form body with the word "payload" in it as empty, and answers 404.
+    response = slack.command("/feedback", "product_gap: Acme's webhook payload is over our size limit", user="U0AVA")
+
+    assert response.status == 200
+    assert "<#C0VOC>" in response_json(response)["text"]
+    relay.drain()
+    [post] = fake_slack.posts("C0VOC")
+    assert "Acme's webhook payload is over our size limit" in all_text(post.body["blocks"])
+    assert count_items(database) == 1
+
+
 def test_account_in_brackets_and_competitors_are_recognised(
     slack: SlackDriver, fake_slack: FakeSlack, relay: OutboxRelay, database: Database
 ) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from freezegun import freeze_time
 from slack_bolt import App
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
 from bot.config import Alignment, Noise
 from bot.crm_signature import sign
@@ -440,12 +442,51 @@ def test_slash_sla_lists_my_clocks_and_explains_one(deps: Dependencies, slack: S
     assert "not in the alignment's [[people]]" in stranger["text"]
 
 
+@contextlib.contextmanager
+def statements_run(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements (with their driver parameters) that ``engine`` runs inside the block."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def query_plan(deps: Dependencies, statement: str, parameters: Any) -> str:
+    """How the database would run ``statement``: SQLite's query plan, or PostgreSQL's with
+    sequential scans priced out (on a handful of rows it would rightly read the table whole)."""
+    with deps.database.engine.connect() as conn:
+        if deps.database.is_sqlite:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            lines = [str(row[-1]) for row in rows]
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            lines = [str(row[0]) for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters)]
+        conn.rollback()
+    return "\n".join(lines)
+
+
 def test_the_index_makes_the_tick_read_only_due_clocks(deps: Dependencies) -> None:
     with at("2026-11-23T15:00:00Z"):
         send(deps, *[handoff(f"X{i}", f"2026-11-23T15:{i:02d}:00Z") for i in range(10)])
-    with at("2026-11-23T18:03:30Z"):  # only the first four have reached their yellow flag
+    with at("2026-11-23T18:03:30Z"), statements_run(deps.database.engine) as statements:
+        # only the first four have reached their yellow flag
         assert sla_tick(deps) == 4
         assert sla_tick(deps) == 0  # each moved on to its deadline
+    [(select_due, parameters), *_] = [
+        (statement, parameters)
+        for statement, parameters in statements
+        if "FROM sla_clocks" in statement and "next_check_at <=" in statement
+    ]
+    # The tick finds the due clocks through ix_sla_clocks_next_check instead of reading every clock.
+    plan = query_plan(deps, select_due, parameters)
+    assert "ix_sla_clocks_next_check" in plan, plan
+    assert "SCAN sla_clocks" not in plan and "Seq Scan" not in plan, plan
 
 
 @pytest.mark.parametrize("business_hours", [True, False])

@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
-from bot.config import WEEKDAYS, Alignment, Person, Sla
+from bot.config import WEEKDAYS, Alignment, Person
 
 UTC = dt.UTC
 _ZERO = dt.timedelta(0)
@@ -197,15 +197,6 @@ class BusinessCalendar:
 
     # --- the questions ---
 
-    def is_open(self, moment: dt.datetime) -> bool:
-        """Whether ``moment`` is inside working hours (an opening moment is, a closing one is not)."""
-        moment = _utc(moment)
-        return next(self._spans(moment))[0] == moment
-
-    def next_open(self, moment: dt.datetime) -> dt.datetime:
-        """``moment`` itself when the calendar is open then, else the next opening (UTC)."""
-        return next(self._spans(_utc(moment)))[0]
-
     def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """The earliest moment (UTC) by which ``duration`` of business time has passed since ``start``.
 
@@ -323,15 +314,6 @@ class WallClock:
     Same questions as :class:`BusinessCalendar`, answered with plain datetime arithmetic in UTC.
     """
 
-    def is_open(self, moment: dt.datetime) -> bool:
-        """Always true (a naive ``moment`` still raises ``ValueError``)."""
-        _utc(moment)
-        return True
-
-    def next_open(self, moment: dt.datetime) -> dt.datetime:
-        """``moment`` itself, in UTC."""
-        return _utc(moment)
-
     def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """``start + duration``, in UTC."""
         _check_duration(duration)
@@ -350,23 +332,8 @@ class WallClock:
 class SlaCalendar(Protocol):
     """What the SLA code asks of a calendar; :class:`BusinessCalendar` and :class:`WallClock` both answer."""
 
-    def is_open(self, moment: dt.datetime) -> bool: ...
-
-    def next_open(self, moment: dt.datetime) -> dt.datetime: ...
-
     def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime: ...
 
     def between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta: ...
 
     def intervals(self, start: dt.datetime, end: dt.datetime) -> list[Span]: ...
-
-
-WALL_CLOCK = WallClock()
-
-
-def sla_calendar(alignment: Alignment, sla: Sla, owner: Person | None) -> SlaCalendar:
-    """The calendar an SLA's window is counted in: the owner's business calendar, or the wall clock.
-
-    ``owner`` is None for a lead with no configured owner; the company calendar applies then.
-    """
-    return BusinessCalendar.for_person(alignment, owner) if sla.business_hours else WALL_CLOCK

@@ -36,7 +36,7 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(_no_nul), AfterValidator(_email)]
-TOUCH_KINDS = ("webinar", "event", "content", "email", "ad", "web", "other")
+TouchKind = Literal["webinar", "event", "content", "email", "ad", "web", "other"]
 
 
 @functools.cache
@@ -94,7 +94,7 @@ class TouchRecorded(_Data):
     touch_id: Text
     account_id: Text
     campaign: Text
-    kind: Literal["webinar", "event", "content", "email", "ad", "web", "other"]
+    kind: TouchKind
     contact_email: Email | None = None
     marketing_owner_email: Email | None = None
 

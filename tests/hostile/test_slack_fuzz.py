@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from slack_bolt.response import BoltResponse
 
@@ -24,7 +24,11 @@ from bot.slack_signing import SlackDriver
 from handlers.commands.feedback import HELP_WORDS
 from tests.hostile.conftest import count_rows, outbox
 
-WORDS = ["pricing", "competitor", "praise", "help", "add", "[Acme]", ":", "-", '"Weekly pipeline review"', "MQL", "L1"]
+# "payload" is in the words: Bolt alone misreads a command whose text has it (see bot/app.py).
+WORDS = [
+    *("pricing", "competitor", "praise", "help", "add", "[Acme]", ":", "-", '"Weekly pipeline review"', "MQL", "L1"),
+    "payload",
+]
 typed = st.one_of(
     st.text(max_size=200),
     st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=12)), max_size=8).map(" ".join),
@@ -80,6 +84,7 @@ def test_feedback_with_any_text(slack: SlackDriver, database: Database, fake_sla
 
 
 @given(text=typed)
+@example(text="add review the payload")  # Bolt alone answers such a text 404 "unhandled request"
 def test_agenda_with_any_text(slack: SlackDriver, database: Database, text: str) -> None:
     text = _safe(text)
     before = state(database)
