@@ -220,6 +220,25 @@ def test_every_line_of_a_request_carries_its_id(captured: LogCapture, app: App, 
     assert len(captured.of(replaced)) == 1
 
 
+def test_an_unhandled_error_is_a_500_whose_id_finds_its_traceback(
+    captured: LogCapture, app: App, deps: Dependencies, tmp_path: Path
+) -> None:
+    # The database is gone (its directory was never there): storing the events raises.
+    gone = Database.from_url(f"sqlite:///{tmp_path / 'missing' / 'alignbot.db'}")
+    broken = Dependencies(alignment=deps.alignment, database=gone)
+    with serve(app, broken) as port:
+        headers, body = batch([handoff("L-500", "Petronella Wiggins")])
+        headers = {**headers, "X-Alignbot-Signature": crm_sign(WEBHOOK_SECRET, body)}
+        status, answer_headers, answer = request(port, "POST", "/crm/events", body, headers)
+    assert status == 500 and answer_headers["content-type"] == "application/json"
+    request_id = answer_headers["x-request-id"]
+    assert request_id in json.loads(answer)["error"]
+    error, access = captured.of(request_id)
+    assert error["level"] == "error" and "OperationalError" in error["exception"]
+    assert access["message"] == "POST /crm/events 500" and access["status"] == 500
+    assert "Petronella" not in captured.stream.getvalue()
+
+
 def test_the_formatter_masks_tokens_and_secrets_a_library_might_quote() -> None:
     stream = io.StringIO()
     logger = logging.getLogger("tests.observability.masking")
