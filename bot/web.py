@@ -118,7 +118,7 @@ def create_web_app(
         # Checks Bolt lacks: a body that is not UTF-8, or a timestamp that is not a number, raise in it
         # (a 500, or a 200 "something went wrong").
         try:
-            request.get_data().decode("utf-8")
+            _body().decode("utf-8")
         except UnicodeDecodeError:
             return _json(400, {"error": "the body is not UTF-8"})
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "0")
@@ -132,7 +132,7 @@ def create_web_app(
             body = {"error": "the CRM endpoint is not configured: set ALIGNBOT_WEBHOOK_SECRET"}
             metrics.count_crm_answer(503, body)
             return _json(503, body)
-        answer = receive_crm(dict(request.headers), request.get_data())
+        answer = receive_crm(dict(request.headers), _body())
         metrics.count_crm_answer(answer.status, answer.body)
         if answer.status == 202:
             logs.bind(**{f"events_{k}": v for k, v in answer.body.items() if isinstance(v, int)})
@@ -166,18 +166,33 @@ def create_web_app(
     return web
 
 
+def _body() -> bytes:
+    """The request's body, or a 413 (``RequestEntityTooLarge``) if it is over ``BODY_LIMIT``.
+
+    Werkzeug refuses a ``Content-Length`` over the limit, but cuts a body sent without one
+    (chunked) at the limit and says nothing: one more read tells whether anything was left.
+    """
+    data = request.get_data()
+    if request.content_length is None and len(data) >= BODY_LIMIT:
+        request.stream.read(1)  # past the limit: raises RequestEntityTooLarge
+    return data
+
+
 def _heard() -> None:
     """Read the rest of a refused body, so that the client hears the 413.
 
     Werkzeug refuses by ``Content-Length`` before reading a byte. gunicorn then discards only a
     little of what was left unread and closes the connection, and a client still sending gets a
     broken pipe or a reset instead of the answer (tests/test_body_limit.py). Werkzeug's own
-    bounded stream reads the rest off the wire; a body past ``HEARD_LIMIT`` is not worth it.
+    bounded stream reads the rest off the wire; a body past ``HEARD_LIMIT`` is not worth it. A
+    chunked body is read to its end, if the server marks where that is, or to ``HEARD_LIMIT``.
     """
     length = request.content_length
-    if length is not None and length <= HEARD_LIMIT:
-        with contextlib.suppress(ClientDisconnected):  # nobody left to hear it
-            LimitedStream(request.environ["wsgi.input"], length).exhaust()
+    if length is None and not request.environ.get("wsgi.input_terminated"):
+        return  # the server cannot tell where the body ends: reading on would wait for the client
+    if length is None or length <= HEARD_LIMIT:
+        with contextlib.suppress(ClientDisconnected):  # nobody left to hear it, or it all came
+            LimitedStream(request.environ["wsgi.input"], length or HEARD_LIMIT).exhaust()
 
 
 def _rejection(body: dict[str, Any]) -> str:

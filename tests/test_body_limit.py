@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from slack_bolt import App
@@ -29,8 +30,10 @@ from tests.crm_helpers import WEBHOOK_SECRET, serve
 from tests.hostile.conftest import count_rows
 from tests.test_processes import ROOT, Process, free_port, process_env  # noqa: F401 - process_env is a fixture
 
-# Just over the limit, twice it, and eight times it: each is sent three times (a reset is a race).
-SIZES = [BODY_LIMIT + 1024, 2 * BODY_LIMIT, 8 * BODY_LIMIT] * 3
+# Just over the limit, twice it, and eight times it: each is sent three times (a reset is a race)
+# with its Content-Length, and once chunked (no length given: the server finds it over as it reads).
+SIZES = [BODY_LIMIT + 1024, 2 * BODY_LIMIT, 8 * BODY_LIMIT]
+CASES = [(size, False) for size in SIZES * 3] + [(size, True) for size in SIZES]
 EVENT = {
     "specversion": "1.0",
     "source": "crm://limit",
@@ -65,34 +68,51 @@ def crm_request(size: int) -> tuple[str, bytes, dict[str, str]]:
     return "/crm/events", body, headers
 
 
-def answers_to_oversized_bodies(port: int) -> list[tuple[str, int, dict[str, object]]]:
-    """Each oversized request, on a connection of its own: (path, status, JSON answer)."""
+def send(port: int, path: str, body: bytes, headers: dict[str, str], *, chunked: bool) -> tuple[int, Any]:
+    """POST on a connection of its own: the status and the JSON answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        if chunked:
+            pieces = (body[i : i + 65536] for i in range(0, len(body), 65536))
+            connection.request("POST", path, body=pieces, headers=headers, encode_chunked=True)
+        else:
+            connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def answers_to_oversized_bodies(port: int) -> list[tuple[str, int, Any]]:
+    """Each oversized request of ``CASES``, on both doors: (path, status, JSON answer)."""
     heard = []
-    for size in SIZES:
+    for size, chunked in CASES:
         for build in (slack_request, crm_request):
             path, body, headers = build(size)
             assert len(body) == size
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            try:
-                connection.request("POST", path, body=body, headers=headers)
-                response = connection.getresponse()
-                heard.append((path, response.status, json.loads(response.read())))
-            finally:
-                connection.close()
+            heard.append((path, *send(port, path, body, headers, chunked=chunked)))
     return heard
 
 
 EXPECTED = [
     (path, 413, {"error": f"the body is over {BODY_LIMIT} bytes"})
-    for _ in SIZES
+    for _ in CASES
     for path in ("/slack/events", "/crm/events")
 ]
+
+
+def a_chunked_batch_under_the_limit_is_stored(port: int) -> None:
+    # The control of the chunked cases: only their size made them fail.
+    path, body, headers = crm_request(100 * 1024)  # some 600 events: a batch holds up to 1,000
+    status, answer = send(port, path, body, headers, chunked=True)
+    assert status == 202 and answer["accepted"] > 500
 
 
 def test_the_test_server_lets_the_client_hear_the_413(app: App, deps: Dependencies, database: Database) -> None:
     with serve(app, deps) as port:
         assert answers_to_oversized_bodies(port) == EXPECTED
-    assert count_rows(database, FeedbackItem) == 0 and count_rows(database, CrmEvent) == 0
+        assert count_rows(database, FeedbackItem) == 0 and count_rows(database, CrmEvent) == 0
+        a_chunked_batch_under_the_limit_is_stored(port)
 
 
 @pytest.fixture
@@ -126,3 +146,4 @@ def web_port(process_env: dict[str, str]) -> Iterator[int]:  # noqa: F811 - the 
 def test_the_production_server_lets_the_client_hear_the_413(web_port: int, database: Database) -> None:
     assert answers_to_oversized_bodies(web_port) == EXPECTED
     assert count_rows(database, FeedbackItem) == 0 and count_rows(database, CrmEvent) == 0
+    a_chunked_batch_under_the_limit_is_stored(web_port)
