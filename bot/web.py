@@ -52,7 +52,7 @@ def create_web_app(
     as a bearer token.
     """
     # Named for the logger Flask gives it, which logs the traceback of an unhandled error.
-    web = Flask("alignbot.web", root_path=str(Path(__file__).parent))
+    web = Flask("alignbot.web", root_path=str(Path(__file__).parent), static_folder=None)
     web.config["MAX_CONTENT_LENGTH"] = BODY_LIMIT
     slack = SlackRequestHandler(slack_app)
     receive_crm = crm_handler.handle(deps, webhook_secrets)
