@@ -1,11 +1,12 @@
 """Benchmark: ``/feedback`` quick capture through the production HTTP server, against a bare Bolt app.
 
 Both sides run as ``bot.server.serve`` (gunicorn, gthread workers, the same options, bound to
-127.0.0.1): alignbot with its real WSGI application (``bot.server.build_wsgi``: Bolt, the
-middleware, the listener, SQLite, the outbox relay thread of each worker), and the baseline
-with the app factory swapped for a bare ``slack_bolt.App`` (same signing secret, same client,
-``process_before_response=True``) whose ``/feedback`` listener only calls ``ack()``, behind the
-same ``SlackRequestHandler``. Client threads send really signed slash commands over keep-alive
+127.0.0.1): alignbot with its real WSGI application (``bot.server.build_wsgi``: Flask, Bolt's
+Flask adapter, the middleware, the listener, SQLite, the outbox relay thread of each worker),
+and the baseline with the app factory swapped for a bare ``slack_bolt.App`` (same signing
+secret, same client, ``process_before_response=True``) whose ``/feedback`` listener only calls
+``ack()``, on the same framework: a Flask app whose one route hands the request to Bolt's
+Flask adapter. Client threads send really signed slash commands over keep-alive
 connections; rounds alternate (bare, alignbot, bare, alignbot...) and the table reports medians
 over rounds and the alignbot/bare ratios.
 
@@ -52,9 +53,11 @@ COMPARISON = httpbench.Comparison("rps", "req/s", "bare Bolt (ack only)", (">= 0
 
 
 def build_bare_wsgi(env: Any) -> Any:
-    """The baseline: a bare Bolt app whose ``/feedback`` listener only acks, behind the same adapter."""
+    """The baseline: a bare Bolt app whose ``/feedback`` listener only acks, served as bolt-python's
+    Flask example serves one (a Flask route handing the request to the same adapter alignbot uses)."""
+    from flask import Flask, Response, request
     from slack_bolt import Ack, App
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
+    from slack_bolt.adapter.flask import SlackRequestHandler
 
     from bot.app import web_client
 
@@ -64,7 +67,14 @@ def build_bare_wsgi(env: Any) -> Any:
     def feedback(ack: Ack) -> None:
         ack()
 
-    return SlackRequestHandler(app)
+    handler = SlackRequestHandler(app)
+    web = Flask("bare")
+
+    @web.post("/slack/events")
+    def slack_events() -> Response:
+        return handler.handle(request)
+
+    return web
 
 
 # --- the clients --------------------------------------------------------------------------------

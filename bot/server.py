@@ -24,14 +24,12 @@ def build_wsgi(env: Environment) -> Any:
     the relay delivers what they enqueue (a win post, a feedback post) within moments of the
     commit. ``alignbot clock`` applies and retries anything left behind.
     """
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-
     from bot.app import create_app
     from bot.db import Database
     from bot.deps import Dependencies
     from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
-    from bot.web import WebApplication
+    from bot.web import create_web_app
 
     alignment = load_alignment(env.config_path)
     database = Database.from_url(env.database_url)
@@ -39,9 +37,7 @@ def build_wsgi(env: Environment) -> Any:
     deps = Dependencies(alignment=alignment, database=database, projector=projector)
     app = create_app(env, deps)
     OutboxRelay(database, relay_client(env.slack_bot_token or "", env.slack_api_url)).start()
-    return WebApplication(
-        SlackRequestHandler(app), deps, webhook_secrets=env.webhook_secrets, metrics_token=env.metrics_token
-    )
+    return create_web_app(deps, app, webhook_secrets=env.webhook_secrets, metrics_token=env.metrics_token)
 
 
 def prepare_metrics_dir(env: Environment) -> Path:

@@ -9,20 +9,18 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cloudevents.core.bindings.http import to_binary, to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from bot.crm_signature import sign
 from bot.deps import Dependencies
 from bot.projector import CrmProjector
-from bot.web import WebApplication
+from bot.web import create_web_app
 
 WEBHOOK_SECRET = "whsec-test"
 _ids = itertools.count(1)
@@ -61,12 +59,10 @@ def batch(events: list[CloudEvent]) -> tuple[dict[str, str], bytes]:
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
+    """Werkzeug's server without its access lines: the application logs each request itself."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
-
-
-class _Threading(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
 
 
 #: The projector of each served port whose ``deps`` has no projector thread: :func:`post` drains it.
@@ -75,15 +71,15 @@ _PROJECTORS: dict[int, CrmProjector] = {}
 
 @contextmanager
 def serve(app: App, deps: Dependencies, secrets: tuple[str, ...] = (WEBHOOK_SECRET,)) -> Iterator[int]:
-    """The production WSGI application on a free port of 127.0.0.1.
+    """The production WSGI application (``bot.web.create_web_app``) on a free port of 127.0.0.1,
+    served by Werkzeug's threaded server, Flask's own.
 
     Where ``deps`` has no projector thread, the test plays its part: :func:`post` applies what a
     request stored, right after its ``202``, with the production :class:`CrmProjector`, so the
     test sees the applied state as soon as it has the answer.
     """
-    httpd = make_server(
-        "127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps, webhook_secrets=secrets), _Threading, _Quiet
-    )
+    web = create_web_app(deps, app, webhook_secrets=secrets)
+    httpd = make_server("127.0.0.1", 0, web, threaded=True, request_handler=_Quiet)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     if deps.projector is None:

@@ -1,46 +1,29 @@
-"""The WSGI application over real HTTP: Slack's signature, the health check, unknown routes."""
+"""The HTTP application over real HTTP: Slack's signature, the health check, unknown routes, wrong methods."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.db import Database
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.outbox import OutboxRelay
 from bot.slack_signing import command_body, sign
-from bot.web import WebApplication
 from tests.conftest import SIGNING_SECRET
+from tests.crm_helpers import serve
 from tests.test_feedback_command import count_items
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
 
 
 @pytest.fixture
 def server(app: App, deps: Dependencies) -> Iterator[int]:
-    httpd = make_server("127.0.0.1", 0, WebApplication(SlackRequestHandler(app), deps), _ThreadingServer, _QuietHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_port
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(app, deps) as port:
+        yield port
 
 
 def post(port: int, body: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -97,3 +80,17 @@ def test_health_and_unknown_routes(server: int) -> None:
     response = connection.getresponse()
     assert response.status == 404
     assert "no route for GET /nope" in response.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/slack/events", "POST"), ("PUT", "/crm/events", "POST"), ("POST", "/healthz", "GET")],
+)
+def test_a_wrong_method_is_a_405_naming_the_right_one(server: int, method: str, path: str, allowed: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    connection.request(method, path, body=b"{}" if method != "GET" else None)
+    response = connection.getresponse()
+    assert response.status == 405
+    assert allowed in response.getheader("Allow", "")
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read()) == {"error": f"use {allowed}"}

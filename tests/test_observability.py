@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from slack_bolt import Ack, App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import logs
 from bot.crm_signature import sign as crm_sign
@@ -30,7 +29,7 @@ from bot.outbox import Message, OutboxRelay, enqueue
 from bot.projector import CrmProjector
 from bot.slack_signing import command_body
 from bot.slack_signing import sign as slack_sign
-from bot.web import WebApplication
+from bot.web import create_web_app
 from schedules.clock import run_observed
 from schedules.jobs import sla_tick
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
@@ -220,6 +219,25 @@ def test_every_line_of_a_request_carries_its_id(captured: LogCapture, app: App, 
     replaced = odd_headers["x-request-id"]
     assert len(replaced) == 16 and int(replaced, 16) >= 0
     assert len(captured.of(replaced)) == 1
+
+
+def test_an_unhandled_error_is_a_500_whose_id_finds_its_traceback(
+    captured: LogCapture, app: App, deps: Dependencies, tmp_path: Path
+) -> None:
+    # The database is gone (its directory was never there): storing the events raises.
+    gone = Database.from_url(f"sqlite:///{tmp_path / 'missing' / 'alignbot.db'}")
+    broken = Dependencies(alignment=deps.alignment, database=gone)
+    with serve(app, broken) as port:
+        headers, body = batch([handoff("L-500", "Petronella Wiggins")])
+        headers = {**headers, "X-Alignbot-Signature": crm_sign(WEBHOOK_SECRET, body)}
+        status, answer_headers, answer = request(port, "POST", "/crm/events", body, headers)
+    assert status == 500 and answer_headers["content-type"] == "application/json"
+    request_id = answer_headers["x-request-id"]
+    assert request_id in json.loads(answer)["error"]
+    error, access = captured.of(request_id)
+    assert error["level"] == "error" and "OperationalError" in error["exception"]
+    assert access["message"] == "POST /crm/events 500" and access["status"] == 500
+    assert "Petronella" not in captured.stream.getvalue()
 
 
 def test_the_formatter_masks_tokens_and_secrets_a_library_might_quote() -> None:
@@ -420,18 +438,14 @@ def test_database_gauges_reflect_the_rows(app: App, deps: Dependencies, database
 
 
 def test_metrics_can_want_a_bearer_token(app: App, deps: Dependencies) -> None:
-    web = WebApplication(SlackRequestHandler(app), deps, webhook_secrets=(WEBHOOK_SECRET,), metrics_token="scrape-me")
-    environ_base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}
-    statuses: list[str] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> None:
-        statuses.append(status)
-
-    web(dict(environ_base), start_response)
-    web({**environ_base, "HTTP_AUTHORIZATION": "Bearer wrong"}, start_response)
-    body = b"".join(web({**environ_base, "HTTP_AUTHORIZATION": "Bearer scrape-me"}, start_response))
-    assert statuses == ["401 Unauthorized", "401 Unauthorized", "200 OK"]
-    assert b"alignbot_outbox_pending" in body
+    client = create_web_app(deps, app, webhook_secrets=(WEBHOOK_SECRET,), metrics_token="scrape-me").test_client()
+    answers = [
+        client.get("/metrics"),
+        client.get("/metrics", headers={"Authorization": "Bearer wrong"}),
+        client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}),
+    ]
+    assert [answer.status_code for answer in answers] == [401, 401, 200]
+    assert b"alignbot_outbox_pending" in answers[2].get_data()
 
 
 def test_gunicorn_workers_answer_the_same_numbers_in_json_lines(

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
+from flask import Flask
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.config import Alignment
 from bot.crm_signature import HEADER, sign
 from bot.deps import Dependencies
 from bot.services.crm_schema import DATA_MODELS, DealContact, TouchKind, validate_events
-from bot.web import OPENAPI, WebApplication
+from bot.web import OPENAPI, create_web_app
 from handlers import crm as crm_handler
 
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI.read_text(encoding="utf-8"))
@@ -158,20 +157,10 @@ def test_the_batch_and_binary_examples_validate_as_the_endpoint_reads_them(align
 # --- the documented answers are the server's ------------------------------------------------------
 
 
-def call(application: WebApplication, method: str, path: str, body: bytes = b"", **environ: str) -> tuple[str, Any]:
-    """One WSGI request; the status code and the decoded JSON body."""
-    seen: list[str] = []
-    chunks = application(
-        {
-            "REQUEST_METHOD": method,
-            "PATH_INFO": path,
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            **environ,
-        },
-        lambda status, headers, *exc: seen.append(status),
-    )
-    return seen[0].split(" ", 1)[0], json.loads(b"".join(chunks))
+def call(application: Flask, method: str, path: str, body: bytes = b"", **environ: str) -> tuple[str, Any]:
+    """One WSGI request (Flask's test client); the status code and the decoded JSON body."""
+    response = application.test_client().open(path, method=method, data=body, environ_overrides=environ)
+    return str(response.status_code), json.loads(response.get_data())
 
 
 def example_errors(status: str) -> set[str]:
@@ -180,8 +169,8 @@ def example_errors(status: str) -> set[str]:
 
 
 def test_the_documented_answers_are_what_the_server_says(app: App, deps: Dependencies) -> None:
-    unconfigured = WebApplication(SlackRequestHandler(app), deps)
-    configured = WebApplication(SlackRequestHandler(app), deps, webhook_secrets=("s3cret",))
+    unconfigured = create_web_app(deps, app)
+    configured = create_web_app(deps, app, webhook_secrets=("s3cret",))
 
     served = call(unconfigured, "GET", "/openapi.json")
     assert served == ("200", DOCUMENT)
