@@ -15,10 +15,10 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import command_body, sign
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.outbox import OutboxRelay
-from bot.slack_signing import command_body, sign
 from bot.web import WebApplication
 from tests.conftest import SIGNING_SECRET
 from tests.test_feedback_command import count_items

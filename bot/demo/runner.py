@@ -67,18 +67,9 @@ from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, ConfigError, Environ
 from bot.crm_signature import HEADER as SIGNATURE_HEADER
 from bot.crm_signature import sign as sign_crm_request
 from bot.db import Database
-from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack, SlackCall
-from bot.ids import Action, Block
-from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock
-from bot.outbox import OutboxRelay, relay_client
-from bot.render import duration as render_duration
-from bot.services import meetings, wins
-from bot.services import sla as sla_service
-from bot.services.business_time import BusinessCalendar, SlaCalendar
-from bot.services.sla import calendar_for
-from bot.slack_signing import SlackDriver
-from bot.transcript import (
+from bot.demo.fakeslack import FakeSlack, SlackCall
+from bot.demo.slack_signing import SlackDriver
+from bot.demo.transcript import (
     CRM_WEBHOOK,
     Directory,
     Entry,
@@ -88,6 +79,15 @@ from bot.transcript import (
     median_and_max,
     slack_unescape,
 )
+from bot.deps import Dependencies
+from bot.ids import Action, Block
+from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock
+from bot.outbox import OutboxRelay, relay_client
+from bot.render import duration as render_duration
+from bot.services import meetings, wins
+from bot.services import sla as sla_service
+from bot.services.business_time import BusinessCalendar, SlaCalendar
+from bot.services.sla import calendar_for
 from handlers import crm as crm_webhook
 from schedules.jobs import ScheduledJob, build_jobs, meetings_tick, sla_tick
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from slack_bolt.response import BoltResponse
 
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:

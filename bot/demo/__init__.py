@@ -1,0 +1,13 @@
+"""``alignbot demo`` and what it stands on: a room the runtime never imports.
+
+- :mod:`bot.demo.runner`: the simulated week, run against the real app (``run_demo``);
+- :mod:`bot.demo.fakeslack`: the fake Slack Web API server the demo and the tests talk to;
+- :mod:`bot.demo.slack_signing`: requests as Slack signs and sends them;
+- :mod:`bot.demo.transcript`: what Slack received, as text and as a Slack-like page.
+
+Only ``alignbot demo`` (:func:`bot.cli.cmd_demo`), the tests and the benchmarks import it.
+"""
+
+from bot.demo.runner import run_demo
+
+__all__ = ["run_demo"]
