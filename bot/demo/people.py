@@ -34,8 +34,3 @@ def working_hours(alignment: Alignment, day: dt.date, person: Person | None = No
 def works_on(alignment: Alignment, day: dt.date, person: Person | None = None) -> bool:
     """Whether local ``day`` is a workday of ``person`` (else of the company) and not a holiday."""
     return bool(working_hours(alignment, day, person))
-
-
-def holiday_name(alignment: Alignment, day: dt.date) -> str | None:
-    """The name of the company's holiday on ``day`` ("holiday" for a listed date), or None."""
-    return calendar_of(alignment).holidays.name(day)

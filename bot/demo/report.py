@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot.config import EXAMPLE_CONFIG, WEEKDAYS, Alignment, Person
+from bot.config import EXAMPLE_CONFIG, Alignment, Person
 from bot.db import Database
 from bot.demo.crm_plan import CrmDelivery
-from bot.demo.people import holiday_name, name_of, works_on
+from bot.demo.people import calendar_of, name_of, works_on
 from bot.demo.recorder import Recorder
 from bot.demo.transcript import CRM_WEBHOOK, Directory, Transcript, median_and_max
 from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock
@@ -186,10 +186,11 @@ class Report:
     def _holiday_lines(self) -> list[str]:
         """Say which simulated weekdays are holidays, or a reader wonders why nobody works then."""
         lines = []
+        company = calendar_of(self.alignment)
         for i in range(self.days):
             day = self.start.date() + dt.timedelta(days=i)
-            name = holiday_name(self.alignment, day)
-            if name and WEEKDAYS[day.weekday()] in self.alignment.calendar.workdays:
+            name = company.holidays.name(day)
+            if name and day.weekday() in company.workdays:
                 lines.append(f"{day:%a %b} {day.day} is a holiday in the business calendar ({name}): nobody works.")
         return lines
 
