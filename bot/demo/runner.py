@@ -176,16 +176,16 @@ class _Demo:
         self.recorder = Recorder(self.transcript, self.clock, alignment)
         self.crm_tally = CrmTally()
         self.report = Report(
-            alignment,
-            self.start,
-            self.end,
-            days,
-            seed,
-            config,
-            self.transcript,
-            self.directory,
-            self.recorder,
-            self.crm_tally,
+            alignment=alignment,
+            start=self.start,
+            end=self.end,
+            days=days,
+            seed=seed,
+            config=config,
+            transcript=self.transcript,
+            directory=self.directory,
+            recorder=self.recorder,
+            crm_tally=self.crm_tally,
         )
         lead_url = alignment.crm.deal_url or alignment.crm.lead_url
         self.crm_source = "/".join(lead_url.split("/")[:3]) if lead_url else CRM_SOURCE
