@@ -466,65 +466,83 @@ class CrmPlanner:
                 moment = after + dt.timedelta(hours=2)  # squeezed into one day: still after what it follows
             return moment
 
-        def seats(low: int, high: int, step: int = 5) -> int:
+        deals = script().deals
+
+        def seats(role: str) -> int:
+            low, high, step = deals[role].seats
             return self.rng.randrange(low, high + 1, step)
+
+        def named(role: str, account: _Account, count: int) -> str:
+            return deals[role].name.format(account=account.name, seats=count)
+
+        def moment(role: str, index: int, account: _Account, after: dt.datetime | None = None) -> dt.datetime | None:
+            """The ``index``-th moment of the deal's ``at`` (None when the script has none, or the run no day)."""
+            if index >= len(deals[role].at):
+                return None
+            slot, hour = deals[role].at[index]
+            return when(slot, hour, account, after)
 
         def first(role: str) -> _Account | None:
             found = by_role.get(role)
-            return found[0] if found else None
+            return found[0] if found and role in deals else None
 
         reopened, big, split = first("reopened"), first("big"), first("split")
         small, outbound = first("small"), first("outbound")
         # A win on the first day, reopened on the last: procurement sends the order form back.
-        if reopened and (at := when(0, 15, reopened)):
-            deal_id, count = self._id("006"), seats(30, 60)
-            name = f"{reopened.name} — Growth annual, {count} seats"
-            won = single(self._won(reopened, deal_id, name, count * 450, at))
+        if reopened and (at := moment("reopened", 0, reopened)):
+            deal_id, count = self._id("006"), seats("reopened")
+            name = named("reopened", reopened, count)
+            won = single(self._won(reopened, deal_id, name, count * deals["reopened"].seat_price, at))
             closes[reopened.id] = won.at
-            if again := when(4, 10.25, reopened, after=won.at):
+            if again := moment("reopened", 1, reopened, after=won.at):
                 single(self._event("deal.reopened", again, {"deal_id": deal_id}, name))
         # The big win, redelivered once by the CRM (same event, same id); its owner tells the story.
-        if big and (at := when(1, 11.5, big)):
-            # Loud enough for a header with the config's tiers (50,000 in the example), at $700 a seat.
+        if big and (at := moment("big", 0, big)):
+            # Loud enough for a header with the config's tiers (50,000 in the example).
             loud = min((t.min_amount for t in self.alignment.wins.tiers if t.header), default=0)
-            deal_id, count = self._id("006"), max(seats(90, 180, 10), math.ceil(loud / 7000) * 10)
-            name = f"{big.name} — Enterprise annual, {count} seats"
-            won = single(self._won(big, deal_id, name, count * 700, at), 20, 90)
+            price, step = deals["big"].seat_price, deals["big"].seats[2]
+            deal_id, count = self._id("006"), max(seats("big"), math.ceil(loud / (price * step)) * step)
+            name = named("big", big, count)
+            won = single(self._won(big, deal_id, name, count * price, at), 20, 90)
             closes[big.id] = won.at
             plan.deliveries.append(
                 CrmDelivery(won.at + dt.timedelta(seconds=self.rng.randrange(90, 240)), won.events, retry_of=won.at)
             )
-            story_at = when(2, 9.6, big, after=won.at)
+            story_at = moment("big", 1, big, after=won.at)
             if story_at is not None:
                 shorts = [c.short for _, c, _ in sorted(big.touches, key=lambda t: t[0])] + ["our team"] * 3
                 text = script().story.format(first=shorts[0], second=shorts[1], third=shorts[2])
                 plan.stories.append(StoryPlan(story_at, big.ae, deal_id, name, text[0].upper() + text[1:]))
         # A win whose credit is split four ways; the next day its amount is corrected (seats added).
-        if split and (at := when(2, 10.2, split)):
-            deal_id, count = self._id("006"), seats(40, 90)
-            name = f"{split.name} — Growth annual"
-            won = single(self._won(split, deal_id, name, count * 450, at))
+        if split and (at := moment("split", 0, split)):
+            price = deals["split"].seat_price
+            deal_id, count = self._id("006"), seats("split")
+            name = named("split", split, count)
+            won = single(self._won(split, deal_id, name, count * price, at))
             closes[split.id] = won.at
-            if again := when(3, 14.5, split, after=won.at):
-                corrected = self._won(split, deal_id, name, (count + self.rng.choice((4, 6, 8, 10))) * 450, again)
+            if deals["split"].seats_added and (again := moment("split", 1, split, after=won.at)):
+                added = self.rng.choice(deals["split"].seats_added)
+                corrected = self._won(split, deal_id, name, (count + added) * price, again)
                 corrected.line += " (amount corrected: seats added before countersigning)"
                 single(corrected)
         # A small win: it waits for the 17:00 digest of smaller wins.
-        if small and (at := when(2, 13, small)):
-            below = self.alignment.wins.digest_below
-            count = min(seats(8, 15, 1), max(int(below // 300) - 1, 1)) if below else seats(8, 15, 1)
-            won = single(self._won(small, self._id("006"), f"{small.name} — Starter, {count} seats", count * 300, at))
+        if small and (at := moment("small", 0, small)):
+            below, price = self.alignment.wins.digest_below, deals["small"].seat_price
+            count = min(seats("small"), max(int(below // price) - 1, 1)) if below else seats("small")
+            won = single(self._won(small, self._id("006"), named("small", small, count), count * price, at))
             closes[small.id] = won.at
         # An outbound win: the SDR prospected it, marketing never touched the account.
-        if outbound and (at := when(3, 11, outbound)):
-            count = seats(25, 50)  # two years: still below the big-win tier
-            name = f"{outbound.name} — Growth, 2-year term"
-            single(self._won(outbound, self._id("006"), name, count * 450 * 2, at))
-        for i, account in enumerate(by_role.get("lost", [])[:2]):
-            if at := when(1 + 2 * i, 16 if i == 0 else 15.5, account):
+        if outbound and (at := moment("outbound", 0, outbound)):
+            count = seats("outbound")
+            amount = count * deals["outbound"].seat_price * deals["outbound"].years
+            single(self._won(outbound, self._id("006"), named("outbound", outbound, count), amount, at))
+        losses = deals.get("lost")
+        for i, account in enumerate(by_role.get("lost", [])[: len(losses.at) if losses else 0]):
+            if at := moment("lost", i, account):
                 reasons = script().lost_reasons
                 reason = reasons[i % len(reasons)].format(competitor=self.rng.choice(self.competitors))
-                lost = self._lost(account, f"{account.name} — Team plan", seats(20, 60) * 450, at, reason)
+                amount = seats("lost") * deals["lost"].seat_price
+                lost = self._lost(account, named("lost", account, 0), amount, at, reason)
                 # The second loss reaches alignbot hours late: logged from a phone, synced that evening.
                 single(lost, *((3600, 2 * 3600) if i == 1 else (5, 150)))
 

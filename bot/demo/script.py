@@ -45,6 +45,22 @@ class Journey:
 
 
 @dataclass(frozen=True)
+class DealScript:
+    """A deal of the week: its name (``{account}``, ``{seats}``), its price, and when it closes.
+
+    ``at`` holds (workday of the script, the owner's local hour): the close first, then what
+    follows it (a reopening, a story, a correction), or each loss for ``lost``.
+    """
+
+    name: str
+    seat_price: int
+    seats: tuple[int, int, int]  # least, most, step
+    at: tuple[tuple[int, float], ...]
+    years: int = 1
+    seats_added: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScriptedLead:
     """A hand-off of the week: to the rep playing ``rep`` on ``day`` at ``hour`` (their local time,
     with fractions), and what happens next (``fate``, see :meth:`bot.demo.crm_plan.CrmPlanner._lead_story`)."""
@@ -99,12 +115,25 @@ class Script:
     recycle_from_slack: tuple[str, str]
     lost_reasons: tuple[str, ...]
     story: str
+    deals: dict[str, DealScript]
     leads: tuple[ScriptedLead, ...]
     habits: Habits
 
 
 def _texts(table: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return {key: tuple(values) for key, values in table.items()}
+
+
+def _deal(table: dict[str, Any]) -> DealScript:
+    low, high, step = table["seats"]
+    return DealScript(
+        name=str(table["name"]),
+        seat_price=int(table["seat_price"]),
+        seats=(int(low), int(high), int(step)),
+        at=tuple((int(slot), float(hour)) for slot, hour in table["at"]),
+        years=int(table.get("years", 1)),
+        seats_added=tuple(int(n) for n in table.get("seats_added", ())),
+    )
 
 
 def parse(data: dict[str, Any]) -> Script:
@@ -138,6 +167,7 @@ def parse(data: dict[str, Any]) -> Script:
             recycle_from_slack=(data["recycle_from_slack"]["reason"], data["recycle_from_slack"]["note"]),
             lost_reasons=tuple(data["lost_reasons"]),
             story=str(data["story"]),
+            deals={role: _deal(deal) for role, deal in data["deals"].items()},
             leads=leads,
             habits=Habits(
                 feedback_per_workday=(int(low), int(high)),
@@ -150,7 +180,7 @@ def parse(data: dict[str, Any]) -> Script:
                 acted_on={key: float(value) for key, value in habits["acted_on"].items()},
             ),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"week.toml: {type(exc).__name__}: {exc}") from exc
 
 
