@@ -7,9 +7,7 @@
 - :mod:`bot.demo.slack_signing`: requests as Slack signs and sends them;
 - :mod:`bot.demo.transcript`: what Slack received, as text and as a Slack-like page.
 
-Only ``alignbot demo`` (:func:`bot.cli.cmd_demo`), the tests and the benchmarks import it.
+Only ``alignbot demo`` (:func:`bot.cli.cmd_demo`), the tests and the benchmarks import it. The
+package itself imports nothing, so a test or a benchmark that only wants the fake Slack does not
+load the app with it.
 """
-
-from bot.demo.runner import run_demo
-
-__all__ = ["run_demo"]
