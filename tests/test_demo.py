@@ -30,6 +30,7 @@ from bot.demo.transcript import (
     mrkdwn_to_html,
     mrkdwn_to_text,
 )
+from bot.projector import CrmProjector
 
 # A week with a Monday feedback digest and no US holiday: Tue Oct 13 to Mon Oct 19, 2026.
 TODAY = dt.date(2026, 10, 21)
@@ -89,8 +90,13 @@ def _run(monkeypatch: pytest.MonkeyPatch, tmp: Path, **kwargs: Any) -> DemoRun:
 
 @pytest.fixture(scope="module")
 def week(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """One default 7-day run, shared by the tests that read it."""
+    """One default 7-day run, shared by the tests that read it.
+
+    A CRM request only stores its events, as in production: the demo must apply them itself,
+    with the projector, or no win, clock or nudge of these tests would be seen.
+    """
     with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(CrmProjector, "wake", lambda self: None, raising=False)
         return _run(monkeypatch, tmp_path_factory.mktemp("week"), days=7, seed=11)
 
 
