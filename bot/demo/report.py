@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.config import EXAMPLE_CONFIG, Alignment, Person
 from bot.db import Database
-from bot.demo.crm_plan import CrmDelivery
+from bot.demo.crm_plan import CrmDelivery, PlannedEvent
 from bot.demo.people import calendar_of, name_of, works_on
 from bot.demo.recorder import Recorder
 from bot.demo.transcript import CRM_WEBHOOK, Directory, Transcript, median_and_max
@@ -27,6 +27,7 @@ from bot.services import meetings
 from handlers import crm as crm_webhook
 
 LISTED_EVENTS = 8  # a request with more events is summarised in the transcript
+LATE = dt.timedelta(minutes=5)  # an event that arrives this long after it happened is shown as late
 
 
 @dataclass
@@ -105,12 +106,7 @@ class Report:
             lines.append(f"a redelivery of the event sent at {first}: same source, same id, so it is stored once")
         if not delivery.batch:
             event = delivery.events[0]
-            lateness = delivery.at - event.time
-            late = ""
-            if lateness >= dt.timedelta(minutes=5):
-                happened = moment_text(event.time, delivery.at, self.tz)
-                late = f" · happened at {happened}, {duration(lateness)} before it arrived"
-            lines.append(event.line + late)
+            lines.append(event.line + self._lateness(event, delivery))
         elif len(delivery.events) > LISTED_EVENTS:
             by_type = Counter(e.type for e in delivery.events)
             lines.append(" · ".join(f"{count} {kind}" for kind, count in by_type.most_common()))
@@ -121,17 +117,18 @@ class Report:
                 f", on {len(accounts)} account{'s' if len(accounts) != 1 else ''}"
             )
         else:
-            for event in delivery.events:
-                lateness = delivery.at - event.time
-                late = ""
-                if lateness >= dt.timedelta(minutes=5):
-                    happened = moment_text(event.time, delivery.at, self.tz)
-                    late = f" · happened at {happened}, {duration(lateness)} before it arrived"
-                lines.append(f"{event.type} · {event.line}{late}")
+            lines += [f"{event.type} · {event.line}{self._lateness(event, delivery)}" for event in delivery.events]
         if answer.status != 202:
             lines += [f"{e.get('path')}: {e.get('message')}" for e in answer.body.get("errors", [])][:5]
             lines += [str(answer.body["error"])] if "error" in answer.body else []
         return tuple(lines)
+
+    def _lateness(self, event: PlannedEvent, delivery: CrmDelivery) -> str:
+        """`` · happened at 14:05, 25m before it arrived`` for an event that arrived late, else nothing."""
+        lateness = delivery.at - event.time
+        if lateness < LATE:
+            return ""
+        return f" · happened at {moment_text(event.time, delivery.at, self.tz)}, {duration(lateness)} before it arrived"
 
     def period(self) -> str:
         """``3 simulated days, Tue Dec 1 to Thu Dec 3, seed 7``."""
