@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sqlalchemy import func, select
 
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
     from bot.models import CrmEvent, Deal, Lead, OutboxMessage, Touch
     from bot.services import crm
 

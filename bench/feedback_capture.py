@@ -108,7 +108,7 @@ CHECKS: dict[str, httpbench.Check] = {"bare": check_bare, "alignbot": check_alig
 
 def commands(kind: str, users: list[str], response_url: str) -> Callable[[int], httpbench.Request]:
     """The n-th request of a round: a ``/feedback`` command from a sales rep, signed now."""
-    from bot.slack_signing import command_body, sign
+    from bot.demo.slack_signing import command_body, sign
 
     def next_request(n: int) -> httpbench.Request:
         body = command_body(
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy import func, select
 
     from bot.config import load_alignment
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
     from bot.models import FeedbackItem, OutboxMessage
 
     alignment = load_alignment(CONFIG)

@@ -388,7 +388,7 @@ class Connections:
 
 
 def _slack_headers(body: str) -> dict[str, str]:
-    from bot.slack_signing import sign
+    from bot.demo.slack_signing import sign
 
     return {**sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
 
@@ -671,7 +671,7 @@ class Load:
         return Prepared("/crm/events", body, headers, _expect_accepted(size), "batch")
 
     def _command(self, command: str, text: str, channel: str, label: str, user: str | None = None) -> Prepared:
-        from bot.slack_signing import command_body
+        from bot.demo.slack_signing import command_body
 
         body = command_body(
             command,
@@ -746,7 +746,7 @@ class Load:
                 self.after(self.random.uniform(3, 8), "acted_on_submit", lambda: self._submit(view, user))
 
     def _interaction(self, payload: dict[str, Any], check: Callable[[int, bytes], str | None], label: str) -> Prepared:
-        from bot.slack_signing import interaction_body
+        from bot.demo.slack_signing import interaction_body
 
         payload.setdefault("team", {"id": "T0ALIGN", "domain": "northwind"})
         payload.setdefault("api_app_id", "A0ALIGNBOT")
@@ -976,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--rate: unknown stream {name!r}; one of {', '.join(rates)}")
         rates[name] = float(value)
 
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
 
     wall = time.perf_counter()
     services: list[Service] = []

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     timeout = per_channel * 3.0 + 15.0
 
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
 
     channels = channel_ids(count)
     results: list[RoundResult] = []

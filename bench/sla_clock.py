@@ -604,8 +604,8 @@ def bench_breach(
 
     import schedules.clock as clock_module
     from bot.db import Database
+    from bot.demo.fakeslack import FakeSlack
     from bot.deps import Dependencies
-    from bot.fakeslack import FakeSlack
     from bot.models import Lead, OutboxMessage, SlaClock
     from bot.outbox import METADATA_EVENT, OutboxRelay, relay_client
     from schedules.clock import start_scheduler
@@ -889,7 +889,7 @@ def bench_memory(
     problems: list[str],
 ) -> dict[str, Any]:
     from bot.db import Database
-    from bot.fakeslack import FakeSlack
+    from bot.demo.fakeslack import FakeSlack
 
     size = args.large
     log_line(

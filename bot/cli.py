@@ -141,7 +141,7 @@ def cmd_web(args: argparse.Namespace, env: Environment) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Environment) -> int:
-    from bot.demo import run_demo
+    from bot.demo.runner import run_demo
 
     return run_demo(days=args.days, seed=args.seed, html=args.html, config=args.config, out=sys.stdout)
 

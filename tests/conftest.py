@@ -17,11 +17,11 @@ from sqlalchemy import text
 from bot.app import create_app
 from bot.config import EXAMPLE_CONFIG, Alignment, Environment, load_alignment
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.models import Base
 from bot.outbox import OutboxRelay, relay_client
-from bot.slack_signing import SlackDriver
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"

@@ -8,11 +8,11 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.ids import Action
 from bot.models import AgendaItem
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text
 

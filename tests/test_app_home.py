@@ -13,13 +13,13 @@ from slack_sdk.models.views import View
 from bot.app import create_app
 from bot.config import Alignment, Environment
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
+from bot.demo.transcript import Directory, blocks_to_text
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.models import AgendaItem, Deal, FeedbackItem, Lead, SlaClock, Touch
 from bot.render import render, slack_escape
 from bot.services import home, scorecard
-from bot.slack_signing import SlackDriver
-from bot.transcript import Directory, blocks_to_text
 from tests.conftest import SIGNING_SECRET
 
 NOW = dt.datetime(2026, 11, 17, 19, 0, tzinfo=dt.UTC)  # Tue 14:00 in New York, 11:00 in Ava's Los Angeles

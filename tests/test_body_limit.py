@@ -20,10 +20,10 @@ from slack_bolt import App
 
 from bot.crm_signature import sign as crm_sign
 from bot.db import Database
+from bot.demo.slack_signing import command_body
+from bot.demo.slack_signing import sign as slack_sign
 from bot.deps import Dependencies
 from bot.models import CrmEvent, FeedbackItem
-from bot.slack_signing import command_body
-from bot.slack_signing import sign as slack_sign
 from bot.web import BODY_LIMIT
 from tests.conftest import SIGNING_SECRET
 from tests.crm_helpers import WEBHOOK_SECRET, serve

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-import bot.demo
+import bot.demo.runner as demo_runner
 from bot.cli import main
 from bot.config import EXAMPLE_CONFIG
-from bot.fakeslack import FakeSlack, SlackCall
-from bot.transcript import (
+from bot.demo.fakeslack import FakeSlack, SlackCall
+from bot.demo.transcript import (
     Directory,
     Entry,
     Transcript,
@@ -70,14 +71,14 @@ class _Warnings(logging.Handler):
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, tmp: Path, **kwargs: Any) -> DemoRun:
-    monkeypatch.setattr(bot.demo, "FakeSlack", _CapturedFake)
+    monkeypatch.setattr(demo_runner, "FakeSlack", _CapturedFake)
     out = io.StringIO()
     page = tmp / "demo.html"
     warnings = _Warnings()
     logging.getLogger().addHandler(warnings)
     started = time.perf_counter()
     try:
-        status = bot.demo.run_demo(out=out, html=str(page), today=TODAY, **kwargs)
+        status = demo_runner.run_demo(out=out, html=str(page), today=TODAY, **kwargs)
     finally:
         logging.getLogger().removeHandler(warnings)
     seconds = time.perf_counter() - started
@@ -88,7 +89,11 @@ def _run(monkeypatch: pytest.MonkeyPatch, tmp: Path, **kwargs: Any) -> DemoRun:
 
 @pytest.fixture(scope="module")
 def week(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """One default 7-day run, shared by the tests that read it."""
+    """One default 7-day run, shared by the tests that read it.
+
+    A CRM request only stores its events, as in production: the demo applies them itself, with
+    the projector, or no win, clock or nudge of these tests would be seen.
+    """
     with pytest.MonkeyPatch.context() as monkeypatch:
         return _run(monkeypatch, tmp_path_factory.mktemp("week"), days=7, seed=11)
 
@@ -152,8 +157,8 @@ def test_feedback_is_sent_during_each_reps_working_hours(week: DemoRun) -> None:
         if not typed:
             continue
         moment = dt.datetime.strptime(f"2026 {typed.group(1)}", "%Y %a %b %d %H:%M")
-        eastern = moment.replace(tzinfo=bot.demo.ZoneInfo("America/New_York"))
-        local = eastern.astimezone(bot.demo.ZoneInfo(zones.get(typed.group(2), "America/New_York")))
+        eastern = moment.replace(tzinfo=ZoneInfo("America/New_York"))
+        local = eastern.astimezone(ZoneInfo(zones.get(typed.group(2), "America/New_York")))
         assert local.weekday() < 5 and 9 <= local.hour < 17, entry[0]
 
 
@@ -479,8 +484,8 @@ def _buttons(post: SlackCall) -> list[dict[str, Any]]:
 def _local(heading: str, name: str) -> dt.datetime:
     """The moment of a transcript heading ("Tue Oct 13 10:32 EDT · …") in ``name``'s timezone."""
     eastern = dt.datetime.strptime("2026 " + heading[:16], "%Y %a %b %d %H:%M")
-    moment = eastern.replace(tzinfo=bot.demo.ZoneInfo("America/New_York"))
-    return moment.astimezone(bot.demo.ZoneInfo(ZONES.get(name, "America/New_York")))
+    moment = eastern.replace(tzinfo=ZoneInfo("America/New_York"))
+    return moment.astimezone(ZoneInfo(ZONES.get(name, "America/New_York")))
 
 
 def test_every_rep_gets_leads_handed_off_in_their_own_hours(week: DemoRun) -> None:
@@ -937,7 +942,7 @@ def test_the_command_line_demo_exits_0(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_a_bad_day_count_is_refused() -> None:
     out = io.StringIO()
-    assert bot.demo.run_demo(days=0, out=out) == 2
+    assert demo_runner.run_demo(days=0, out=out) == 2
     assert "--days must be 1 or more" in out.getvalue()
 
 
@@ -1055,7 +1060,7 @@ def test_block_kit_to_html_escapes_every_value() -> None:
 
 
 def test_an_edit_replaces_the_message_in_the_page_and_is_told_in_the_text() -> None:
-    tz = bot.demo.ZoneInfo("America/New_York")
+    tz = ZoneInfo("America/New_York")
     at = dt.datetime(2026, 11, 10, 15, 32, tzinfo=dt.UTC)
     transcript = Transcript(DIRECTORY, tz)
     post = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "first version"}}]}
@@ -1075,7 +1080,7 @@ def test_an_edit_replaces_the_message_in_the_page_and_is_told_in_the_text() -> N
 def test_a_date_in_a_dm_is_shown_in_its_readers_timezone_and_in_a_channel_as_its_fallback() -> None:
     directory = Directory(users={"U0AVA": "Ava Ross"}, zones={"U0AVA": "America/Los_Angeles"})
     token = "<!date^1794963600^{date_short_pretty} at {time}|Tue Nov 17, 20:00 EST>"  # 01:00 UTC on Nov 18
-    transcript = Transcript(directory, bot.demo.ZoneInfo("America/New_York"))
+    transcript = Transcript(directory, ZoneInfo("America/New_York"))
     at = dt.datetime(2026, 11, 17, 20, 0, tzinfo=dt.UTC)
     for place in ("U0AVA", "C0SALES"):
         transcript.add(Entry(at, place, "alignbot", "message", payload={"text": f"due {token}"}, ts="1.0"))

@@ -29,7 +29,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, load_alignment
-from bot.transcript import CRM_WEBHOOK, Directory, Entry, Transcript, file_card
+from bot.demo.transcript import CRM_WEBHOOK, Directory, Entry, Transcript, file_card
 
 # --- a browser, and the DOM it leaves ------------------------------------------------------------
 

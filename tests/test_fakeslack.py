@@ -1,4 +1,4 @@
-"""Tests for bot.fakeslack, driven through real slack_sdk WebClient HTTP calls."""
+"""Tests for bot.demo.fakeslack, driven through real slack_sdk WebClient HTTP calls."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.fakeslack import FakeSlack, SlackCall
+from bot.demo.fakeslack import FakeSlack, SlackCall
 
 
 @pytest.fixture

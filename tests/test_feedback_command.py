@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.ids import Block
 from bot.models import FeedbackItem
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 
 

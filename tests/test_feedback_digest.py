@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 from freezegun import freeze_time
 
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
 from tests.test_feedback_command import all_text
 

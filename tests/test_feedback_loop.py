@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from freezegun import freeze_time
 
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text
 

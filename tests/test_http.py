@@ -11,10 +11,10 @@ import pytest
 from slack_bolt import App
 
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import command_body, sign
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.outbox import OutboxRelay
-from bot.slack_signing import command_body, sign
 from tests.conftest import SIGNING_SECRET
 from tests.crm_helpers import serve
 from tests.test_feedback_command import count_items

@@ -22,7 +22,7 @@ from sqlalchemy import func, inspect, select
 from bot.cli import main
 from bot.config import EXAMPLE_CONFIG, Alignment
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
 from bot.importer import Progress, Reporter, SkippedLine, import_file
 from bot.models import CrmEvent, Deal, Lead, Touch
 from bot.outbox import OutboxRelay

@@ -22,13 +22,13 @@ from slack_bolt import Ack, App
 from bot import logs
 from bot.crm_signature import sign as crm_sign
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import command_body
+from bot.demo.slack_signing import sign as slack_sign
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, SlaClock
 from bot.outbox import Message, OutboxRelay, enqueue
 from bot.projector import CrmProjector
-from bot.slack_signing import command_body
-from bot.slack_signing import sign as slack_sign
 from bot.web import create_web_app
 from schedules.clock import run_observed
 from schedules.jobs import sla_tick

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from bot.db import Database, utcnow
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
 from bot.models import OutboxMessage
 from bot.outbox import Message, OutboxRelay, enqueue, relay_client
 from tests.conftest import BOT_TOKEN

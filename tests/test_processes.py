@@ -20,8 +20,8 @@ import pytest
 
 from bot.config import EXAMPLE_CONFIG
 from bot.db import Database
-from bot.fakeslack import FakeSlack, SlackCall
-from bot.slack_signing import command_body, sign
+from bot.demo.fakeslack import FakeSlack, SlackCall
+from bot.demo.slack_signing import command_body, sign
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from bot.app import create_app
 from bot.config import Alignment, Environment
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.models import CrmEvent, Deal, Lead, OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay
 from bot.projector import CrmProjector

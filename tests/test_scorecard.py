@@ -39,14 +39,14 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from bot.config import Alignment, Scorecard
+from bot.demo.fakeslack import FakeSlack, SlackCall
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action
 from bot.models import OutboxMessage
 from bot.outbox import OutboxRelay
 from bot.services import pipeline, scorecard
 from bot.services.crm_schema import validate_events
-from bot.slack_signing import SlackDriver
 from schedules.jobs import ScheduledJob, build_jobs
 from tests.test_feedback_command import all_text
 

@@ -17,14 +17,14 @@ from sqlalchemy import Engine, event, select
 
 from bot.config import Alignment, Noise
 from bot.crm_signature import sign
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import OutboxMessage, SlaClock
 from bot.outbox import OutboxRelay
 from bot.projector import CrmProjector
 from bot.services import sla as sla_service
-from bot.slack_signing import SlackDriver
 from handlers.crm import handle
 from schedules.clock import ON_TIME_GAP, SlaTicker
 from schedules.jobs import sla_tick

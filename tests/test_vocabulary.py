@@ -9,11 +9,11 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from bot.config import Alignment
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.models import OutboxMessage, VocabularySnapshot
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from schedules.clock import start_scheduler
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text

@@ -14,12 +14,12 @@ from slack_bolt import App
 from bot.app import create_app
 from bot.config import Alignment, Attribution, Environment
 from bot.db import Database
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import Deal
 from bot.outbox import OutboxRelay, relay_client
-from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, response_json
 from tests.crm_helpers import batch, event, post, serve

@@ -30,10 +30,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import crm_signature, slack_signing
+from bot import crm_signature
 from bot.config import EXAMPLE_CONFIG
 from bot.db import Database
-from bot.fakeslack import FakeSlack, SlackCall
+from bot.demo import slack_signing
+from bot.demo.fakeslack import FakeSlack, SlackCall
 from bot.models import CrmEvent, OutboxMessage, SlaClock
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, TEST_DATABASE_URL
 

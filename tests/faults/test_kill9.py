@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
 from tests.faults.conftest import SEED, Cluster, Ledger, Senders, assert_once, size
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack, SlackCall
+from bot.demo.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action
 from tests.faults.conftest import (
     SEED,

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
 from schedules.clock import ADVISORY_LOCK_KEY
 from tests.faults.conftest import (
     FULL,

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack, SlackCall
+from bot.demo.fakeslack import FakeSlack, SlackCall
 from bot.outbox import retry_after_seconds
 from tests.faults.conftest import SEED, Cluster, Ledger, Senders, assert_once, size
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from bot.config import Alignment, load_alignment
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
 from bot.models import OutboxMessage
 from bot.outbox import Message, OutboxRelay, enqueue, relay_client
 from bot.services import pipeline, sla

@@ -17,11 +17,11 @@ from slack_bolt.response import BoltResponse
 
 from bot.app import create_app
 from bot.config import Alignment, Environment
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
-from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.outbox import OutboxRelay
-from bot.slack_signing import SlackDriver
 from schedules.jobs import meetings_tick
 from tests.conftest import SIGNING_SECRET
 from tests.test_sla import handoff, send, tick_and_drain

@@ -15,9 +15,9 @@ import pytest
 
 from bot.crm_signature import sign as crm_sign
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import command_body, sign
 from bot.models import FeedbackItem
-from bot.slack_signing import command_body, sign
 from tests.conftest import SIGNING_SECRET
 from tests.crm_helpers import WEBHOOK_SECRET, post, serve
 from tests.hostile.conftest import count_rows, crm_events, outbox

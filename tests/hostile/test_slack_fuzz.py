@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from slack_bolt.response import BoltResponse
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.ids import Block
 from bot.models import AgendaItem, FeedbackItem
 from bot.render import slack_escape
-from bot.slack_signing import SlackDriver
 from handlers.commands.feedback import HELP_WORDS
 from tests.hostile.conftest import count_rows, outbox
 

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver
 from bot.models import FeedbackItem, OutboxMessage
 from bot.outbox import OutboxRelay, relay_client
 from bot.services import slack_access
-from bot.slack_signing import SlackDriver
 from tests.conftest import BOT_TOKEN
 from tests.hostile.conftest import count_rows
 

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from bot.db import Database
-from bot.fakeslack import FakeSlack
+from bot.demo.fakeslack import FakeSlack
+from bot.demo.slack_signing import SlackDriver, command_body
 from bot.models import FeedbackItem
-from bot.slack_signing import SlackDriver, command_body
 from tests.conftest import response_json
 from tests.hostile.conftest import count_rows, outbox
 
