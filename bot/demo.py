@@ -71,12 +71,12 @@ from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action, Block
 from bot.models import AgendaItem, Deal, OutboxMessage, SlaClock
-from bot.outbox import OutboxRelay, relay_client
 from bot.render import duration as render_duration
 from bot.services import meetings, wins
 from bot.services import sla as sla_service
 from bot.services.business_time import BusinessCalendar, SlaCalendar
 from bot.services.sla import calendar_for
+from bot.slack.relay import OutboxRelay, relay_client
 from bot.slack_signing import SlackDriver
 from bot.transcript import (
     CRM_WEBHOOK,

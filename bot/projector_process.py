@@ -138,8 +138,8 @@ def main() -> int:
     from bot.cli import _setup_logging, _stop_on_signals
     from bot.config import Environment, load_alignment
     from bot.db import Database
-    from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
+    from bot.slack.relay import OutboxRelay, relay_client
 
     env = Environment.from_environ()
     _setup_logging(env=env, command="web")

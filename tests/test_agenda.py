@@ -11,7 +11,7 @@ from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.ids import Action
 from bot.models import AgendaItem
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text

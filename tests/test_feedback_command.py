@@ -8,7 +8,7 @@ from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.ids import Block
 from bot.models import FeedbackItem
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 

@@ -10,7 +10,7 @@ from freezegun import freeze_time
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
 from tests.test_feedback_command import all_text

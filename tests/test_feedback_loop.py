@@ -9,7 +9,7 @@ from freezegun import freeze_time
 
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text

@@ -17,7 +17,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.db import Database
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import command_body, sign
 from bot.web import WebApplication
 from tests.conftest import SIGNING_SECRET

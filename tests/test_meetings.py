@@ -15,9 +15,9 @@ from bot.db import Database
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import FeedbackItem, OutboxMessage
-from bot.outbox import OutboxRelay
 from bot.services import feedback, meetings, pipeline
 from bot.services.crm_schema import validate_events
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.clock import start_scheduler
 from schedules.jobs import meetings_tick

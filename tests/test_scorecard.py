@@ -43,9 +43,9 @@ from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack, SlackCall
 from bot.ids import Action
 from bot.models import OutboxMessage
-from bot.outbox import OutboxRelay
 from bot.services import pipeline, scorecard
 from bot.services.crm_schema import validate_events
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.jobs import ScheduledJob, build_jobs
 from tests.test_feedback_command import all_text

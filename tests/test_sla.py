@@ -19,8 +19,8 @@ from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import OutboxMessage, SlaClock
-from bot.outbox import OutboxRelay
 from bot.services import sla as sla_service
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from handlers.crm import handle
 from schedules.clock import ON_TIME_GAP, SlaTicker

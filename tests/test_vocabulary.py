@@ -12,7 +12,7 @@ from bot.config import Alignment
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.models import OutboxMessage, VocabularySnapshot
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.clock import start_scheduler
 from tests.conftest import response_json

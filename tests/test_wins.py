@@ -18,7 +18,7 @@ from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
 from bot.models import Deal
-from bot.outbox import OutboxRelay, relay_client
+from bot.slack.relay import OutboxRelay, relay_client
 from bot.slack_signing import SlackDriver
 from schedules.jobs import build_jobs
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, response_json

@@ -20,7 +20,7 @@ from bot.config import Alignment, Environment
 from bot.deps import Dependencies
 from bot.fakeslack import FakeSlack
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from bot.slack_signing import SlackDriver
 from schedules.jobs import meetings_tick
 from tests.conftest import SIGNING_SECRET

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.fakeslack import FakeSlack
 from bot.models import FeedbackItem, OutboxMessage
-from bot.outbox import OutboxRelay, relay_client
-from bot.services import slack_access
+from bot.slack import access as slack_access
+from bot.slack.relay import OutboxRelay, relay_client
 from bot.slack_signing import SlackDriver
 from tests.conftest import BOT_TOKEN
 from tests.hostile.conftest import count_rows
