@@ -79,6 +79,10 @@ class Channel:
         return self.id
 
 
+#: How a DM to a person known only by email is queued: ``email:<address>``, resolved by the Slack side.
+EMAIL_PREFIX = "email:"
+
+
 @dataclass(frozen=True)
 class Person:
     """A DM to a person: by Slack user ID, or by email for the Slack side to look up."""
@@ -93,7 +97,7 @@ class Person:
     @property
     def address(self) -> str:
         """Where the message is queued: the user ID, or ``email:<address>`` for the relay to resolve."""
-        return self.slack_id or f"email:{self.email}"
+        return self.slack_id or f"{EMAIL_PREFIX}{self.email}"
 
 
 #: The note (in ``session.info[bot.db.COMMIT_NOTES]``) of the channels a transaction enqueued to:

@@ -421,7 +421,10 @@ def _local_day(alignment: Alignment, person: Person | None, now: dt.datetime) ->
 
 
 def _dms_today(session: Session, alignment: Alignment, person: Person | None, to: Recipient, now: dt.datetime) -> int:
-    """The DMs that reach ``to`` on the local day of ``now`` (by when they are held until), folded or not."""
+    """The DMs queued to reach ``to`` on the local day of ``now`` (by the moment they are held until).
+
+    A digest of folded nudges is one DM, however many it carries.
+    """
     start, end = _local_day(alignment, person, now)
     return int(
         session.scalar(
@@ -484,18 +487,21 @@ def _fold(
             break
         part += 1  # that one has gone (or is going) to Slack: the next part of the day takes it
     # A nudge folds once, into whichever part of the day took it.
-    folded = {"nudge_key": key, "digest_key": digest_key, "text": message["text"], "folded_at": now}
+    text = message["text"]
+    folded = {"nudge_key": key, "digest_key": digest_key, "text": text, "folded_at": now}
     if session.execute(_fold_once(session.get_bind().dialect.name), folded).first() is None:
         return False
     if digest is not None:
-        digest.texts.append(message["text"])
-    else:
+        digest.texts.append(text)
+    elif row is not None:  # a digest queued earlier: its nudges so far, this one last
+        order = SlaFoldedNudge.id
         texts = session.scalars(
-            select(SlaFoldedNudge.text).where(SlaFoldedNudge.digest_key == digest_key).order_by(SlaFoldedNudge.id)
+            select(SlaFoldedNudge.text).where(SlaFoldedNudge.digest_key == digest_key).order_by(order)
         )
-        digest = _Digest(row, list(texts)) if row is not None else None
-    data = render("sla_folded", texts=digest.texts if digest else [message["text"]])
-    if digest is None:
+        digest = _Digest(row, list(texts))
+    if digest is not None:
+        digest.row.payload = Message.rendered(render("sla_folded", texts=digest.texts)).payload()
+    else:
         # The day's cap was reached: the rest of the day's nudges wait together a little while,
         # and past quiet hours if that is when the wait ends.
         held = now + dt.timedelta(minutes=30)
@@ -504,15 +510,13 @@ def _fold(
             key=digest_key,
             kind="sla.folded",
             to=to,
-            message=Message.rendered(data),
+            message=Message.rendered(render("sla_folded", texts=[text])),
             now=now,
             not_before=noise.quiet_until(alignment, person, held) or held,
         )
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
         assert row is not None
-        digest = _Digest(row, [message["text"]])
-    else:
-        digest.row.payload = Message.rendered(data).payload()
+        digest = _Digest(row, [text])
     digests[digest_key] = digest
     return True
 

@@ -735,8 +735,8 @@ class OutboxRelay:
         return user_id
 
     def _send(self, method: str, channel: str, key: str, args: dict[str, Any]) -> _Result:
-        if channel.startswith("email:"):  # a person with no slack_id in the config
-            resolved = self._lookup_user(channel.removeprefix("email:"))
+        if channel.startswith(outbox.EMAIL_PREFIX):  # a person with no slack_id in the config
+            resolved = self._lookup_user(channel.removeprefix(outbox.EMAIL_PREFIX))
             if isinstance(resolved, _Result):
                 return resolved
             channel = resolved
