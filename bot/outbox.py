@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from bot.db import COMMIT_NOTES
 from bot.models import OutboxMessage
 
-# How each shape of message is stored for the relay. The Slack side maps the method to its call;
-# these are the only two the outbox writes.
+# Each shape of message, as recorded in the row's ``method`` for the relay to call: a post or a
+# DM, or an edit. Services never name these; they say ``to=`` or ``edits=``.
 _POST = "chat.postMessage"
 _EDIT = "chat.update"
 

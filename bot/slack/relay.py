@@ -82,9 +82,6 @@ PACED_METHODS = frozenset({"chat.postMessage"})
 CHECK_NEVER_WORKS = PERMANENT_ERRORS | ACCESS_ERRORS
 
 
-# --- the relay -------------------------------------------------------------------------------
-
-
 def _heads(channels: Sequence[str] | None = None) -> Any:
     """A subquery of the id of each channel's oldest undelivered message (of ``channels``, or of all):
     each channel keeps its order (``ix_outbox_pending``)."""
@@ -236,7 +233,6 @@ class OutboxRelay:
         self._blocked_until: dict[str, dt.datetime] = {}  # channels whose next send cannot be before then
         self._woken_lock = threading.Lock()
         self._woken_channels: set[str] | None = set()  # None: woken for everything
-        self.min_pass_interval = min_pass_interval
         self.concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self.access_probe_interval = access_probe_interval
