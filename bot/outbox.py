@@ -100,6 +100,20 @@ class Person:
         return self.slack_id or f"{EMAIL_PREFIX}{self.email}"
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A message :func:`enqueue` just wrote, as its session's observers are told of it."""
+
+    address: str  # the channel, or the person (see :attr:`Person.address`)
+    kind: str
+    is_post: bool  # a new message (a post or a DM), not an edit
+    created_at: dt.datetime
+    not_before: dt.datetime
+
+
+#: ``session.info`` key: callables told (a :class:`Queued`) of every message :func:`enqueue`
+#: writes in that session's transaction: a reader that counts messages without a query after each.
+OBSERVERS = "outbox_observers"
 #: The note (in ``session.info[bot.db.COMMIT_NOTES]``) of the channels a transaction enqueued to:
 #: after the commit, the relays of the process are woken for them (see :func:`wake_after_commits`).
 CHANNELS_NOTE = "enqueued_channels"
@@ -158,6 +172,11 @@ def enqueue(
     created = session.execute(_insert_once(session.get_bind().dialect.name), values).first() is not None
     if created:
         session.info.setdefault(COMMIT_NOTES, {}).setdefault(CHANNELS_NOTE, set()).add(channel)
+        observers = session.info.get(OBSERVERS)
+        if observers:
+            queued = Queued(channel, kind, method == _POST, now, when)
+            for observe in observers:
+                observe(queued)
     return created
 
 

@@ -10,9 +10,10 @@ the deadline, each queued once per clock and level through the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from bot.config import Alignment, Person, Sla
 from bot.db import chunked, reserve_ids
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock, SlaFoldedNudge
-from bot.outbox import Channel, Message, enqueue, is_late, is_post
+from bot.outbox import OBSERVERS, Channel, Message, Queued, enqueue, is_late, is_post
 from bot.outbox import Person as Recipient
 from bot.render import render
 from bot.services import noise
@@ -221,7 +222,11 @@ def refresh_leads(
     for clock, clock_id in zip(started, reserve_ids(session, SlaClock, len(started)), strict=True):
         clock.id = clock_id
     session.add_all(started)
-    with session.no_autoflush:
+    # As in a tick: a backfill of stale hand-offs flags many clocks at once, of few owners.
+    people = {p.owner_email for _, p, _, _ in planned} | {
+        m[r] for _, p, _, _ in planned for m in p.reassignments for r in ("from", "to")
+    }
+    with _DmLedger.installed(session, alignment, people, now=now), session.no_autoflush:
         for clock, plan, info, started_now in planned:
             _apply(session, alignment, clock, plan, info, now=now, started_now=started_now)
     for clock in stored.values():
@@ -317,8 +322,8 @@ def tick(session: Session, alignment: Alignment, *, now: dt.datetime, limit: int
         lead.lead_id: lead for lead in session.scalars(select(Lead).where(Lead.lead_id.in_({c.lead_id for c in due})))
     }
     # Nothing below reads what it changed (the outbox rows are inserted at once), so the clocks
-    # are flushed together at the commit.
-    with session.no_autoflush:
+    # are flushed together at the commit, and the noise budget is counted from one read.
+    with _DmLedger.installed(session, alignment, {c.owner_email for c in due}, now=now), session.no_autoflush:
         for clock in due:
             check(session, alignment, clock, lead_info(alignment, leads.get(clock.lead_id), clock.lead_id), now=now)
             clock.updated_at = now
@@ -426,6 +431,9 @@ def _dms_today(session: Session, alignment: Alignment, person: Person | None, to
     A digest of folded nudges is one DM, however many it carries.
     """
     start, end = _local_day(alignment, person, now)
+    counted = _ledger_count(session, to.address, start, end)
+    if counted is not None:
+        return counted
     return int(
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
@@ -437,6 +445,93 @@ def _dms_today(session: Session, alignment: Alignment, person: Person | None, to
         )
         or 0
     )
+
+
+class _DmLedger:
+    """The recent messages queued to some people, read in one query: their noise budget's counts.
+
+    A tick flags up to a few hundred clocks in one transaction, and each DM checks the person's
+    budget for the day (and each manager's escalation of the day). A query per DM doubles the
+    tick of a burst of deadlines (``bench/sla_clock.py``, part 2): read once for every person the
+    tick may write to, then kept up to date by every message :func:`bot.outbox.enqueue` writes in
+    the same transaction, the ledger answers those counts without a query each.
+    """
+
+    #: A local day starts less than 26 h before any moment in it (a 25-h day when the clocks go back).
+    REACH = dt.timedelta(hours=26)
+
+    def __init__(self, session: Session, addresses: set[str], *, now: dt.datetime) -> None:
+        self.session = session
+        self.addresses = addresses
+        self.since = now - self.REACH
+        # The messages of each address, read at the first count: most applies of CRM events flag
+        # nothing, and then pay nothing. Messages written before the read are in it (the same
+        # transaction); those written after are added by :meth:`saw`.
+        self.queued: dict[str, list[Queued]] | None = None
+
+    def _read(self) -> dict[str, list[Queued]]:
+        queued: dict[str, list[Queued]] = {address: [] for address in self.addresses}
+        # A message's not_before is never before its created_at, so those created or due in the
+        # reach all have a not_before in it.
+        for some in chunked(sorted(self.addresses)):
+            query = select(
+                OutboxMessage.channel,
+                OutboxMessage.kind,
+                is_post(),
+                OutboxMessage.created_at,
+                OutboxMessage.not_before,
+            ).where(OutboxMessage.channel.in_(some), OutboxMessage.not_before >= self.since)
+            for row in self.session.execute(query):
+                queued[row[0]].append(Queued(*row))
+        return queued
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(
+        cls, session: Session, alignment: Alignment, emails: Iterable[str], *, now: dt.datetime
+    ) -> Iterator[None]:
+        """Count from a ledger of these people's DMs and their managers' inside the block (see :func:`_dms_today`)."""
+        people = set(emails)
+        people |= {p.manager for p in (alignment.person(e) for e in list(people)) if p is not None and p.manager}
+        ledger = cls(session, {_recipient(alignment, e).address for e in people}, now=now)
+        observers = session.info.setdefault(OBSERVERS, [])
+        observers.append(ledger.saw)
+        previous = session.info.get(_LEDGER)
+        session.info[_LEDGER] = ledger
+        try:
+            yield
+        finally:
+            observers.remove(ledger.saw)
+            session.info[_LEDGER] = previous
+
+    def saw(self, message: Queued) -> None:
+        if self.queued is None:
+            return  # not read yet: the read will find it
+        kept = self.queued.get(message.address)
+        if kept is not None:
+            kept.append(message)
+
+    def count(self, address: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None) -> int | None:
+        """Messages to ``address`` in [start, end): DMs by ``not_before``, or of ``kind`` by ``created_at``;
+        None when the ledger does not hold them (another person, or a day it does not reach)."""
+        if address not in self.addresses or start < self.since:
+            return None
+        if self.queued is None:
+            self.queued = self._read()
+        kept = self.queued[address]
+        if kind is None:
+            return sum(1 for m in kept if m.is_post and start <= m.not_before < end)
+        return sum(1 for m in kept if m.kind == kind and start <= m.created_at < end)
+
+
+_LEDGER = "sla_dm_ledger"
+
+
+def _ledger_count(
+    session: Session, address: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None
+) -> int | None:
+    ledger = session.info.get(_LEDGER)
+    return ledger.count(address, start, end, kind=kind) if isinstance(ledger, _DmLedger) else None
 
 
 @dataclass
@@ -617,10 +712,14 @@ def _red(
 def _escalations_today(session: Session, alignment: Alignment, manager: str, now: dt.datetime) -> int:
     person = alignment.person(manager)
     start, end = _local_day(alignment, person, now)
+    address = _recipient(alignment, manager).address
+    counted = _ledger_count(session, address, start, end, kind="sla.red.manager")
+    if counted is not None:
+        return counted
     return int(
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.channel == _recipient(alignment, manager).address,
+                OutboxMessage.channel == address,
                 OutboxMessage.kind == "sla.red.manager",
                 OutboxMessage.created_at >= start,
                 OutboxMessage.created_at < end,
