@@ -451,10 +451,10 @@ class _DmLedger:
     """The recent messages queued to some people, read in one query: their noise budget's counts.
 
     A tick flags up to a few hundred clocks in one transaction, and each DM checks the person's
-    budget for the day (and each manager's escalation of the day). A query per DM doubles the
-    tick of a burst of deadlines (``bench/sla_clock.py``, part 2): read once for every person the
-    tick may write to, then kept up to date by every message :func:`bot.outbox.enqueue` writes in
-    the same transaction, the ledger answers those counts without a query each.
+    budget for the day (and each manager's escalation of the day); a query each is what slows a
+    burst of deadlines most (``bench/sla_clock.py``, part 2). Read once for every person the tick
+    may write to, then kept up to date by every message :func:`bot.outbox.enqueue` writes in the
+    same transaction, the ledger answers those counts without a query each.
     """
 
     #: A local day starts less than 26 h before any moment in it (a 25-h day when the clocks go back).
