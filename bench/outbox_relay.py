@@ -105,7 +105,7 @@ def message_key(round_no: int, channel: str, index: int) -> str:
 
 def check_deliveries(result: RoundResult, fake: Any, round_no: int, channels: list[str]) -> None:
     """Fill the figures of ``result`` from the fake's records and check once-only, in-order delivery."""
-    from bot.outbox import METADATA_EVENT
+    from bot.slack.relay import METADATA_EVENT
 
     posts = fake.posts()
     result.delivered = len(posts)
@@ -144,7 +144,8 @@ def run_relay(
 
     from bot.db import Database, utcnow
     from bot.models import OutboxMessage
-    from bot.outbox import Message, OutboxRelay, enqueue, relay_client
+    from bot.outbox import Channel, Message, enqueue
+    from bot.slack.relay import OutboxRelay, relay_client
 
     database = Database.from_url(f"sqlite:///{workdir / f'outbox-{round_no}.db'}")
     database.upgrade()
@@ -156,7 +157,7 @@ def run_relay(
                     session,
                     key=message_key(round_no, channel, index),
                     kind="bench",
-                    channel=channel,
+                    to=Channel(channel),
                     message=Message(f"message {index + 1} of {per_channel} to {channel}"),
                     now=now,
                 )
@@ -185,7 +186,7 @@ def run_direct(
     """The baseline: the same posts straight from a WebClient, round-robin, one a second per channel."""
     from slack_sdk import WebClient
 
-    from bot.outbox import METADATA_EVENT
+    from bot.slack.relay import METADATA_EVENT
 
     fake.reset()
     fake.enforce_rate_limit(1.0)

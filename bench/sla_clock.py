@@ -144,10 +144,10 @@ def empty_tables(database: Any) -> None:
 
     with database.engine.begin() as conn:
         if database.is_sqlite:
-            for table in ("sla_clocks", "leads", "outbox", "channel_pace"):
+            for table in ("sla_clocks", "leads", "outbox", "channel_pace", "sla_folded_nudges"):
                 conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed table names
         else:
-            conn.execute(text("TRUNCATE sla_clocks, leads, outbox, channel_pace"))
+            conn.execute(text("TRUNCATE sla_clocks, leads, outbox, channel_pace, sla_folded_nudges"))
 
 
 def clock_row(
@@ -309,7 +309,7 @@ def make_due_again(store: ClockStore, now: dt.datetime) -> None:
     """The due clocks back to 'yellow flag due now' (same times in every database), the outbox empty."""
     from sqlalchemy import delete, update
 
-    from bot.models import ChannelPace, OutboxMessage, SlaClock
+    from bot.models import ChannelPace, OutboxMessage, SlaClock, SlaFoldedNudge
 
     warn, due_at = now - dt.timedelta(minutes=30), now + dt.timedelta(hours=1)
     with store.database.session() as session:
@@ -330,6 +330,7 @@ def make_due_again(store: ClockStore, now: dt.datetime) -> None:
         )
         session.execute(delete(OutboxMessage).execution_options(synchronize_session=False))
         session.execute(delete(ChannelPace).execution_options(synchronize_session=False))
+        session.execute(delete(SlaFoldedNudge).execution_options(synchronize_session=False))
 
 
 # --- 1. the due-clock tick -------------------------------------------------------------------
@@ -396,16 +397,15 @@ class TickFigures:
 
 def outbox_summary(database: Any) -> dict[str, int]:
     """How the flags of a tick were queued: DMs by kind, and nudges folded into a digest."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    from bot.models import OutboxMessage
+    from bot.models import OutboxMessage, SlaFoldedNudge
 
     kinds: Counter[str] = Counter()
     with database.read_session() as session:
-        for kind, payload in session.execute(select(OutboxMessage.kind, OutboxMessage.payload)):
+        for (kind,) in session.execute(select(OutboxMessage.kind)):
             kinds[kind] += 1
-            if kind == "sla.folded":
-                kinds["folded nudges"] += len(payload.get("_folded_keys") or [])
+        kinds["folded nudges"] += session.scalar(select(func.count(SlaFoldedNudge.id))) or 0
     return dict(kinds)
 
 
@@ -607,7 +607,7 @@ def bench_breach(
     from bot.demo.fakeslack import FakeSlack
     from bot.deps import Dependencies
     from bot.models import Lead, OutboxMessage, SlaClock
-    from bot.outbox import METADATA_EVENT, OutboxRelay, relay_client
+    from bot.slack.relay import METADATA_EVENT, OutboxRelay, relay_client
     from schedules.clock import start_scheduler
     from schedules.jobs import sla_tick
 

@@ -73,8 +73,8 @@ def cmd_db_upgrade(args: argparse.Namespace, env: Environment) -> int:
 
 
 def cmd_clock(args: argparse.Namespace, env: Environment) -> int:
-    from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
+    from bot.slack.relay import OutboxRelay, relay_client
     from schedules.clock import leadership, start_scheduler, wait_forever
 
     env.require("SLACK_BOT_TOKEN")
@@ -103,8 +103,8 @@ def cmd_run(args: argparse.Namespace, env: Environment) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import create_app
-    from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
+    from bot.slack.relay import OutboxRelay, relay_client
     from schedules.clock import leadership, start_scheduler, wait_forever
 
     env.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")

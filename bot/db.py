@@ -26,6 +26,10 @@ T = TypeVar("T")
 IN_LIST_LIMIT = 500
 
 
+#: ``session.info`` key of the notes a transaction leaves for :meth:`Database.on_commit` callbacks.
+COMMIT_NOTES = "commit_notes"
+
+
 def chunked(values: Iterable[T], size: int = IN_LIST_LIMIT) -> Iterator[Sequence[T]]:
     """``values`` in lists of at most ``size``, in their order: one ``IN (...)`` query each."""
     ordered = list(values)
@@ -72,14 +76,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """The engine and the session factory, with hooks called after a commit that wrote outbox rows."""
+    """The engine and the session factory, with callbacks told what each commit's transaction noted."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         self._read_sessionmaker = sessionmaker(engine.execution_options(alignbot_read=True), expire_on_commit=False)
-        self._on_outbox_commit: list[Callable[[set[str]], None]] = []
+        self._on_commit: list[Callable[[dict[str, Any]], None]] = []
         event.listen(self.sessionmaker, "after_commit", self._after_commit)
+        # What a rolled-back transaction noted never happened.
+        event.listen(self.sessionmaker, "after_rollback", lambda session: session.info.pop(COMMIT_NOTES, None))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -92,15 +98,20 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def on_outbox_commit(self, callback: Callable[[set[str]], None]) -> None:
-        """Call ``callback(channels)`` after every commit that enqueued messages (wakes the relay)."""
-        self._on_outbox_commit.append(callback)
+    def on_commit(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(notes)`` after every commit whose transaction left notes.
+
+        Code that wants something done once its writes are committed (waking a thread that
+        sends them) notes it in ``session.info[COMMIT_NOTES]``, a dict; each commit's notes are
+        told once, to every callback, then dropped.
+        """
+        self._on_commit.append(callback)
 
     def _after_commit(self, session: Session) -> None:
-        channels = session.info.pop("outbox_channels", None)
-        if channels:
-            for callback in self._on_outbox_commit:
-                callback(channels)
+        notes = session.info.pop(COMMIT_NOTES, None)
+        if notes:
+            for callback in self._on_commit:
+                callback(notes)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

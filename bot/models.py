@@ -97,6 +97,23 @@ class OutboxMessage(Base):
     )
 
 
+class SlaFoldedNudge(Base):
+    """An SLA nudge folded into the day's digest DM (past the person's daily cap) instead of its own.
+
+    ``nudge_key`` is the key the nudge would have been sent under: a nudge folds once.
+    ``digest_key`` is the outbox key of the digest that carries it; the digest's text lists its
+    nudges' ``text`` in the order they were folded.
+    """
+
+    __tablename__ = "sla_folded_nudges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nudge_key: Mapped[str] = mapped_column(String(255), unique=True)
+    digest_key: Mapped[str] = mapped_column(String(255), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    folded_at: Mapped[dt.datetime]
+
+
 class ChannelPace(Base):
     """The next moment any relay may post to a channel: Slack takes about one message a second each."""
 

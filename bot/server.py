@@ -27,8 +27,8 @@ def build_wsgi(env: Environment) -> Any:
     from bot.app import create_app
     from bot.db import Database
     from bot.deps import Dependencies
-    from bot.outbox import OutboxRelay, relay_client
     from bot.projector import CrmProjector
+    from bot.slack.relay import OutboxRelay, relay_client
     from bot.web import create_web_app
 
     alignment = load_alignment(env.config_path)

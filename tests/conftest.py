@@ -21,7 +21,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.models import Base
-from bot.outbox import OutboxRelay, relay_client
+from bot.slack.relay import OutboxRelay, relay_client
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
@@ -111,7 +111,7 @@ def deps(alignment: Alignment, database: Database) -> Dependencies:
 @pytest.fixture
 def relay(database: Database, fake_slack: FakeSlack) -> OutboxRelay:
     """The outbox relay, run pass by pass by the test (``relay.drain()``): unpaced, one send at a time
-    so what Slack receives comes in a stable order (tests/test_outbox.py covers concurrent sends)."""
+    so what Slack receives comes in a stable order (tests/slack/test_relay.py covers concurrent sends)."""
     return OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=2), pace=0, concurrency=1)
 
 

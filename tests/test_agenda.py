@@ -12,7 +12,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.ids import Action
 from bot.models import AgendaItem
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text
 

@@ -9,7 +9,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.ids import Block
 from bot.models import FeedbackItem
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from tests.conftest import response_json
 
 

@@ -11,7 +11,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from schedules.jobs import build_jobs
 from tests.test_feedback_command import all_text
 

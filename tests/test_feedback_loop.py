@@ -10,7 +10,7 @@ from freezegun import freeze_time
 from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text
 

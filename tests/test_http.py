@@ -14,7 +14,7 @@ from bot.db import Database
 from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import command_body, sign
 from bot.deps import Dependencies
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from tests.conftest import SIGNING_SECRET
 from tests.crm_helpers import serve
 from tests.test_feedback_command import count_items

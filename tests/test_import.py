@@ -25,7 +25,7 @@ from bot.db import Database
 from bot.demo.fakeslack import FakeSlack
 from bot.importer import Progress, Reporter, SkippedLine, import_file
 from bot.models import CrmEvent, Deal, Lead, Touch
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from tests.test_feedback_command import all_text
 
 SOURCE = "https://northwind.my.salesforce.com"

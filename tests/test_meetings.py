@@ -16,9 +16,9 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.models import FeedbackItem, OutboxMessage
-from bot.outbox import OutboxRelay
 from bot.services import feedback, meetings, pipeline
 from bot.services.crm_schema import validate_events
+from bot.slack.relay import OutboxRelay
 from schedules.clock import start_scheduler
 from schedules.jobs import meetings_tick
 from tests.conftest import response_json

@@ -27,8 +27,9 @@ from bot.demo.slack_signing import command_body
 from bot.demo.slack_signing import sign as slack_sign
 from bot.deps import Dependencies
 from bot.models import CrmEvent, SlaClock
-from bot.outbox import Message, OutboxRelay, enqueue
+from bot.outbox import Channel, Message, Person, enqueue
 from bot.projector import CrmProjector
+from bot.slack.relay import OutboxRelay
 from bot.web import create_web_app
 from schedules.clock import run_observed
 from schedules.jobs import sla_tick
@@ -332,7 +333,9 @@ def test_metrics_count_what_really_happens(
         fake_slack.fail_next("chat.postMessage", status=429, retry_after=0)  # waited out by slack_sdk
         relay.drain()
         with deps.database.session() as session:
-            enqueue(session, key="obs:paused", kind="test", channel="C0SALES", message=Message("hi"), now=deps.clock())
+            enqueue(
+                session, key="obs:paused", kind="test", to=Channel("C0SALES"), message=Message("hi"), now=deps.clock()
+            )
         fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)  # pauses the channel
         relay.drain()
 
@@ -362,17 +365,27 @@ def test_database_gauges_reflect_the_rows(app: App, deps: Dependencies, database
     now = dt.datetime.now(dt.UTC)
     with database.session() as session:
         enqueue(
-            session, key="lag:1", kind="nudge", channel="U0AVA", message=Message("a"), now=now - dt.timedelta(minutes=5)
+            session,
+            key="lag:1",
+            kind="nudge",
+            to=Person(slack_id="U0AVA"),
+            message=Message("a"),
+            now=now - dt.timedelta(minutes=5),
         )
         enqueue(
-            session, key="lag:2", kind="nudge", channel="U0BEN", message=Message("b"), now=now - dt.timedelta(minutes=1)
+            session,
+            key="lag:2",
+            kind="nudge",
+            to=Person(slack_id="U0BEN"),
+            message=Message("b"),
+            now=now - dt.timedelta(minutes=1),
         )
         # Held for quiet hours: pending, but not late.
         enqueue(
             session,
             key="lag:3",
             kind="nudge",
-            channel="U0CAL",
+            to=Person(slack_id="U0CAL"),
             message=Message("c"),
             now=now - dt.timedelta(hours=2),
             not_before=now + dt.timedelta(hours=8),

@@ -1,287 +1,102 @@
-"""The outbox: written with the change, delivered once, in order, through Slack's failures."""
+"""The outbox as the services see it: a message written with the change, once per key, saying
+what it is (a post, a reply, a DM, an edit), and the Slack side sending it as such."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import threading
+import subprocess
+import sys
 
 import pytest
 
 from bot.db import Database, utcnow
 from bot.demo.fakeslack import FakeSlack
-from bot.models import OutboxMessage
-from bot.outbox import Message, OutboxRelay, enqueue, relay_client
-from tests.conftest import BOT_TOKEN
-
-
-def put(database: Database, key: str, channel: str = "C0WINS", text: str | None = None, **kwargs: object) -> bool:
-    with database.session() as session:
-        return enqueue(
-            session,
-            key=key,
-            kind="test",
-            channel=channel,
-            message=Message(text or f"message {key}"),
-            now=utcnow(),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-
-def row(database: Database, key: str) -> OutboxMessage:
-    with database.session() as session:
-        found = session.query(OutboxMessage).filter_by(key=key).one()
-        session.expunge(found)
-        return found
-
-
-def texts(fake: FakeSlack, channel: str) -> list[str]:
-    return [c.body["text"] for c in fake.posts(channel)]
+from bot.outbox import Channel, Message, Person, enqueue, is_late
+from bot.slack.relay import OutboxRelay
 
 
 def test_a_key_is_written_once_and_delivered_once(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
-    assert put(database, "win:1") is True
-    assert put(database, "win:1", text="a second attempt") is False
+    with database.session() as session:
+        assert enqueue(session, key="win:1", kind="test", to=Channel("C0WINS"), message=Message("hi"), now=utcnow())
+        assert not enqueue(
+            session, key="win:1", kind="test", to=Channel("C0WINS"), message=Message("again"), now=utcnow()
+        )
     assert relay.drain() == 1
     assert relay.drain() == 0
-    assert texts(fake_slack, "C0WINS") == ["message win:1"]
-    delivered = row(database, "win:1")
-    assert delivered.ts == fake_slack.posts("C0WINS")[0].response["ts"]
-    assert fake_slack.posts()[0].body["metadata"] == {
-        "event_type": "alignbot_message",
-        "event_payload": {"key": "win:1"},
-    }
+    assert [c.body["text"] for c in fake_slack.posts("C0WINS")] == ["hi"]
 
 
 def test_nothing_is_written_when_the_transaction_rolls_back(database: Database, relay: OutboxRelay) -> None:
     with pytest.raises(RuntimeError), database.session() as session:
-        enqueue(session, key="k", kind="test", channel="C1", message=Message("x"), now=utcnow())
+        enqueue(session, key="k", kind="test", to=Channel("C1"), message=Message("x"), now=utcnow())
         raise RuntimeError("the change that caused the message failed")
     assert relay.drain() == 0
 
 
-def test_a_429_delays_but_never_loses_or_duplicates(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
-    put(database, "a")
-    fake_slack.fail_next("chat.postMessage", status=429, retry_after=1)
-    assert relay.drain() == 1  # slack_sdk's handler waited the second and retried
-    assert texts(fake_slack, "C0WINS") == ["message a"]
-    assert [c.status for c in fake_slack.calls_to("chat.postMessage")] == [429, 200]
-
-
-def test_a_long_retry_after_pauses_that_channel_only(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
-    put(database, "slow")
-    fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)
-    relay.drain()
-    put(database, "other", channel="C0VOC")
-    relay.drain()
-    assert texts(fake_slack, "C0VOC") == ["message other"]
-    assert fake_slack.posts("C0WINS") == []
-    waiting = row(database, "slow")
-    assert waiting.delivered_at is None
-    assert waiting.next_attempt_at - utcnow() > dt.timedelta(seconds=25)
-
-
-def test_a_500_is_retried_with_backoff_and_posts_once(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
-    put(database, "a")
-    fake_slack.fail_next("chat.postMessage", status=500, count=2)
-    relay.drain()
-    failed = row(database, "a")
-    assert failed.delivered_at is None and failed.attempts == 1 and failed.last_error
-    for _ in range(2):
-        with database.session() as session:  # let the backoff pass
-            session.query(OutboxMessage).update({"next_attempt_at": utcnow()})
-        relay.drain()
-    assert texts(fake_slack, "C0WINS") == ["message a"]
-    # The outcome of a 5xx is unknown, so the relay looked before sending again.
-    assert len(fake_slack.calls_to("conversations.history")) == 2
-
-
-def test_a_timeout_after_slack_posted_is_not_posted_again(database: Database, fake_slack: FakeSlack) -> None:
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url, timeout=1), pace=0)
-    put(database, "a")
-    fake_slack.delay_next("chat.postMessage", seconds=1.5, after_effect=True)
-    relay.drain()
-    assert row(database, "a").in_flight is True  # we do not know whether it was posted
+def test_a_dm_a_reply_and_an_edit_reach_slack_as_such(
+    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
+) -> None:
+    """The service says what each message is; Slack receives a post, a threaded reply, and an
+    update of the DM in the conversation it went to."""
+    now = utcnow()
     with database.session() as session:
-        session.query(OutboxMessage).update({"next_attempt_at": utcnow()})
-    relay.drain()
-    assert texts(fake_slack, "C0WINS") == ["message a"]
-    assert row(database, "a").ts == fake_slack.posts("C0WINS")[0].response["ts"]
+        enqueue(session, key="post", kind="test", to=Channel("C0WINS"), message=Message("post"), now=now)
+        enqueue(
+            session, key="reply", kind="test", to=Channel("C0WINS"), thread_of="post", message=Message("r"), now=now
+        )
+        enqueue(session, key="dm", kind="test", to=Person(slack_id="U0AVA"), message=Message("dm"), now=now)
+        enqueue(session, key="dm:done", kind="test", edits="dm", message=Message("dm, done"), now=now)
+    assert relay.drain() == 4
+    post, reply = fake_slack.posts("C0WINS")
+    assert reply.body["thread_ts"] == post.response["ts"]
+    [dm] = fake_slack.posts("U0AVA")
+    [edit] = fake_slack.calls_to("chat.update")
+    assert (edit.body["channel"], edit.body["ts"], edit.body["text"]) == (
+        dm.response["channel"],
+        dm.response["ts"],
+        "dm, done",
+    )
 
 
-def test_a_crash_between_send_and_bookkeeping_does_not_double_post(
+def test_a_message_is_sent_to_someone_or_edits_an_earlier_one_never_both(database: Database) -> None:
+    with database.session() as session:
+        with pytest.raises(ValueError, match="either"):
+            enqueue(session, key="a", kind="test", message=Message("x"), now=utcnow())
+        with pytest.raises(ValueError, match="either"):
+            enqueue(session, key="b", kind="test", to=Channel("C1"), edits="a", message=Message("x"), now=utcnow())
+        with pytest.raises(LookupError, match="never queued"):
+            enqueue(session, key="c", kind="test", edits="nothing", message=Message("x"), now=utcnow())
+    with pytest.raises(ValueError, match="slack_id or by email"):
+        Person()
+
+
+def test_a_timely_message_delivered_late_says_so_and_one_on_time_does_not(
     database: Database, fake_slack: FakeSlack, relay: OutboxRelay
 ) -> None:
-    put(database, "dm", channel="U0AVA")
+    t0 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
+    with database.session() as session:
+        enqueue(session, key="on-time", kind="sla.yellow", to=Channel("C0A"), message=Message("flag"), now=t0)
+    relay.clock = lambda: t0 + dt.timedelta(minutes=5)  # the rule's edge: not late yet
     relay.drain()
-    with database.session() as session:  # as if the process died right after Slack answered
-        session.query(OutboxMessage).update({"delivered_at": None, "ts": None, "in_flight": True})
+    with database.session() as session:
+        enqueue(session, key="late", kind="sla.yellow", to=Channel("C0B"), message=Message("flag"), now=t0)
+        enqueue(session, key="plain", kind="win.post", to=Channel("C0C"), message=Message("win"), now=t0)
+    relay.clock = lambda: t0 + dt.timedelta(minutes=5, seconds=1)
     relay.drain()
-    assert len(fake_slack.posts("U0AVA")) == 1
-    assert row(database, "dm").delivered_at is not None
+    assert not is_late(t0, t0 + dt.timedelta(minutes=5)) and is_late(t0, t0 + dt.timedelta(minutes=5, seconds=1))
+    texts = {c.body["metadata"]["event_payload"]["key"]: c.body["text"] for c in fake_slack.posts()}
+    assert texts["on-time"] == "flag"
+    assert texts["late"].startswith("flag\n_Delivered late: this was due")
+    assert texts["plain"] == "win"  # a message whose moment does not matter carries no note
 
 
-def test_messages_keep_their_order_within_a_channel(database: Database, fake_slack: FakeSlack, relay: OutboxRelay):
-    for i in range(5):
-        put(database, f"m{i}")
-    fake_slack.fail_next("chat.postMessage", status=429, retry_after=30)  # the first one must wait
-    relay.drain()
-    assert fake_slack.posts("C0WINS") == []
-    relay.clock = lambda: utcnow() + dt.timedelta(seconds=31)
-    relay.drain()
-    assert texts(fake_slack, "C0WINS") == [f"message m{i}" for i in range(5)]
-
-
-def test_replies_and_edits_wait_for_the_message_they_refer_to(
-    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
-) -> None:
-    put(database, "parent")
-    put(database, "reply", channel="C0WINS", thread_key="parent")
-    put(database, "edit", method="chat.update", target_key="parent")
-    relay.drain()
-    parent_ts = fake_slack.posts("C0WINS")[0].response["ts"]
-    [reply] = [c for c in fake_slack.posts("C0WINS") if c.body["text"] == "message reply"]
-    assert reply.body["thread_ts"] == parent_ts
-    [edit] = fake_slack.calls_to("chat.update")
-    assert edit.body["ts"] == parent_ts
-
-
-def test_a_permanent_error_sets_the_message_aside_and_the_channel_goes_on(
-    database: Database, fake_slack: FakeSlack, relay: OutboxRelay
-) -> None:
-    put(database, "bad")
-    put(database, "good")
-    fake_slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
-    relay.drain()
-    assert row(database, "bad").failed_at is not None
-    assert row(database, "bad").last_error == "channel_not_found"
-    assert texts(fake_slack, "C0WINS") == ["message good"]
-
-
-def test_two_relays_at_once_send_each_message_once(database: Database, fake_slack: FakeSlack) -> None:
-    for i in range(40):
-        put(database, f"m{i}", channel=f"C{i % 8:04d}")
-    relays = [OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=0) for _ in range(3)]
-    threads = [threading.Thread(target=r.drain) for r in relays]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    keys = [c.body["metadata"]["event_payload"]["key"] for c in fake_slack.posts()]
-    assert sorted(keys) == sorted(f"m{i}" for i in range(40))
-
-
-def test_pacing_keeps_under_one_message_a_second_per_channel(database: Database, fake_slack: FakeSlack) -> None:
-    fake_slack.enforce_rate_limit(1.0)
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
-    for i in range(3):
-        put(database, f"w{i}")
-        put(database, f"v{i}", channel="C0VOC")
-    relay.drain(timeout=10)
-    assert len(fake_slack.posts()) == 6
-    assert fake_slack.rate_limited == 0
-
-
-def test_the_relay_thread_delivers_within_moments_of_the_commit(database: Database, fake_slack: FakeSlack) -> None:
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), poll_interval=30).start()
-    try:
-        put(database, "now")
-        fake_slack.wait_for(lambda calls: any(c.method == "chat.postMessage" for c in calls), timeout=2)
-    finally:
-        relay.stop()
-
-
-def test_a_burst_to_many_people_is_sent_side_by_side_once_each(database: Database, fake_slack: FakeSlack) -> None:
-    for i in range(60):
-        put(database, f"dm{i}", channel=f"U{i:04d}X")
-    fake_slack.delay_next("chat.postMessage", seconds=0.2, count=60, after_effect=True)
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=0, concurrency=8)
-    assert relay.drain() == 60
-    relay.stop()
-    keys = sorted(c.body["metadata"]["event_payload"]["key"] for c in fake_slack.posts())
-    assert keys == sorted(f"dm{i}" for i in range(60))
-    # Each answer takes 0.2 s: one send at a time would space the arrivals 0.2 s apart at least.
-    arrivals = sorted(c.at for c in fake_slack.posts())
-    assert min(b - a for a, b in itertools.pairwise(arrivals)) < 0.1
-
-
-def test_slack_sees_posts_to_a_channel_a_pace_apart_even_when_one_arrives_late(
-    database: Database, fake_slack: FakeSlack
-) -> None:
-    """The pace counts from Slack's answer, not from the claim: a post that took its time
-    (a slow network, a send queued behind others) must not let the next one in too soon."""
-    fake_slack.enforce_rate_limit(1.0)
-    fake_slack.delay_next("chat.postMessage", seconds=0.6, after_effect=False)  # arrives 0.6 s late
-    put(database, "first")
-    put(database, "second")
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
-    assert relay.drain(timeout=10) == 2
-    relay.stop()
-    assert texts(fake_slack, "C0WINS") == ["message first", "message second"]
-    assert fake_slack.rate_limited == 0
-    first, second = (c.at for c in fake_slack.posts("C0WINS"))
-    assert second - first >= 1.0
-
-
-def test_a_channel_that_opened_during_a_slow_pass_is_served_without_waiting_for_the_poll(
-    database: Database, fake_slack: FakeSlack
-) -> None:
-    """A pass slower than the pace (one slow answer) leaves every slot open when it ends: the
-    relay must look again then, not sleep until its next poll."""
-    for i in range(2):
-        put(database, f"w{i}")
-        put(database, f"v{i}", channel="C0VOC")
-    fake_slack.delay_next("chat.postMessage", seconds=1.3, after_effect=True)
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05, poll_interval=30).start()
-    try:
-        fake_slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 4, timeout=5)
-    finally:
-        relay.stop()
-    assert sorted(texts(fake_slack, "C0WINS") + texts(fake_slack, "C0VOC")) == [
-        "message v0",
-        "message v1",
-        "message w0",
-        "message w1",
-    ]
-
-
-def test_an_edit_does_not_wait_for_the_channels_pace_but_the_next_post_still_does(
-    database: Database, fake_slack: FakeSlack
-) -> None:
-    """Slack limits posts per channel (about one a second) but edits per workspace: marking a
-    feedback item acted on must not queue behind the channel's posts a second each."""
-    fake_slack.enforce_rate_limit(1.0)
-    put(database, "post")
-    put(database, "edit", method="chat.update", target_key="post")
-    put(database, "next post")
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05)
-    assert relay.drain(timeout=10) == 3
-    relay.stop()
-    [first, following] = fake_slack.posts("C0WINS")
-    [edit] = fake_slack.calls_to("chat.update")
-    assert edit.body["ts"] == first.response["ts"]
-    assert first.at < edit.at < first.at + 0.5  # right after the post it edits
-    assert following.at - first.at >= 1.0  # posts keep their pace
-    assert fake_slack.rate_limited == 0
-
-
-def test_a_running_relay_sends_an_edit_right_after_the_post_before_it_not_a_pace_later(
-    database: Database, fake_slack: FakeSlack
-) -> None:
-    """The relay's own thread, as a server runs it (``drain`` looks again at once by itself): after
-    a post it looks at what its channel has next, and an edit there does not wait for the slot."""
-    fake_slack.enforce_rate_limit(1.0)
-    put(database, "post")
-    put(database, "edit", method="chat.update", target_key="post")
-    put(database, "next post")
-    relay = OutboxRelay(database, relay_client(BOT_TOKEN, fake_slack.url), pace=1.05).start()
-    try:
-        fake_slack.wait_for(lambda calls: len(fake_slack.posts("C0WINS")) == 2, timeout=10)
-    finally:
-        relay.stop()
-    [first, following] = fake_slack.posts("C0WINS")
-    [edit] = fake_slack.calls_to("chat.update")
-    assert edit.body["ts"] == first.response["ts"]
-    assert first.at < edit.at < first.at + 0.5  # right after the post it edits
-    assert following.at - first.at >= 1.0  # the next post still keeps the pace
-    assert fake_slack.rate_limited == 0
+def test_the_outbox_and_the_services_load_no_slack_sdk() -> None:
+    """The domain says what to send; only the Slack side (bot.slack) may load Slack's SDK."""
+    code = (
+        "import sys\n"
+        "import bot.outbox, bot.services.sla, bot.services.wins, bot.services.feedback\n"
+        "import bot.services.meetings, bot.services.scorecard, bot.services.vocabulary\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'slack', 'slack_sdk', 'slack_bolt'}))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -21,9 +21,9 @@ from bot.db import Database
 from bot.demo.fakeslack import FakeSlack
 from bot.deps import Dependencies
 from bot.models import CrmEvent, Deal, Lead, OutboxMessage, SlaClock
-from bot.outbox import OutboxRelay
 from bot.projector import CrmProjector
 from bot.services import crm, pipeline, wins
+from bot.slack.relay import OutboxRelay
 from tests.crm_helpers import batch, event, post, serve
 from tests.test_wins import HEARD_AT, JOURNEY, wins_posts, won
 

@@ -44,9 +44,9 @@ from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.ids import Action
 from bot.models import OutboxMessage
-from bot.outbox import OutboxRelay
 from bot.services import pipeline, scorecard
 from bot.services.crm_schema import validate_events
+from bot.slack.relay import OutboxRelay
 from schedules.jobs import ScheduledJob, build_jobs
 from tests.test_feedback_command import all_text
 

@@ -22,9 +22,9 @@ from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.ids import Action, Block
 from bot.models import OutboxMessage, SlaClock
-from bot.outbox import OutboxRelay
 from bot.projector import CrmProjector
 from bot.services import sla as sla_service
+from bot.slack.relay import OutboxRelay
 from handlers.crm import handle
 from schedules.clock import ON_TIME_GAP, SlaTicker
 from schedules.jobs import sla_tick

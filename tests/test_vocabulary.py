@@ -13,7 +13,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.models import OutboxMessage, VocabularySnapshot
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from schedules.clock import start_scheduler
 from tests.conftest import response_json
 from tests.test_feedback_command import all_text

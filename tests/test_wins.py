@@ -19,7 +19,7 @@ from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.ids import Action, Block
 from bot.models import Deal
-from bot.outbox import OutboxRelay, relay_client
+from bot.slack.relay import OutboxRelay, relay_client
 from schedules.jobs import build_jobs
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, response_json
 from tests.crm_helpers import batch, event, post, serve

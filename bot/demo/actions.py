@@ -26,9 +26,9 @@ from bot.demo.slack_signing import SlackDriver
 from bot.demo.team_plan import CommandPlan, CoveredPlan, RowsPlan
 from bot.demo.transcript import Entry, EntryKind, Transcript, slack_unescape
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
 from bot.services import sla as sla_service
 from bot.services import wins
+from bot.slack.relay import OutboxRelay
 
 
 class Actions:

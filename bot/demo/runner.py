@@ -77,9 +77,9 @@ from bot.demo.team_plan import plan_team
 from bot.demo.transcript import CRM_WEBHOOK, Directory, Entry, Transcript
 from bot.deps import Dependencies
 from bot.models import OutboxMessage
-from bot.outbox import OutboxRelay, relay_client
 from bot.projector import CrmProjector
 from bot.services import sla as sla_service
+from bot.slack.relay import OutboxRelay, relay_client
 from handlers import crm as crm_webhook
 from schedules.jobs import ScheduledJob, build_jobs, meetings_tick, sla_tick
 

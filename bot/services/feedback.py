@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from bot.config import Alignment
 from bot.errors import UserFacingError
 from bot.models import FeedbackItem
-from bot.outbox import Message, enqueue
+from bot.outbox import Channel, Message, Person, enqueue
 from bot.render import render
 from bot.services import noise
 
@@ -175,8 +175,8 @@ def capture(
         session,
         key=post_key(item.id),
         kind="feedback.post",
-        channel=alignment.channels.voice_of_customer,
-        message=_as_message(render("feedback_post", item=item_view(item))),
+        to=Channel(alignment.channels.voice_of_customer),
+        message=Message.rendered(render("feedback_post", item=item_view(item))),
         now=now,
     )
     return item
@@ -220,8 +220,8 @@ def mark_acted_on(
         session,
         key=f"feedback:{item.id}:acted-dm",
         kind="feedback.acted_dm",
-        channel=item.rep_slack_id,
-        message=_as_message(render("feedback_acted_dm", item=view)),
+        to=Person(slack_id=item.rep_slack_id),
+        message=Message.rendered(render("feedback_acted_dm", item=view)),
         now=now,
         not_before=noise.dm_not_before(alignment, item.rep_slack_id, now),
     )
@@ -229,10 +229,8 @@ def mark_acted_on(
         session,
         key=f"feedback:{item.id}:acted-update",
         kind="feedback.post_update",
-        method="chat.update",
-        channel=alignment.channels.voice_of_customer,
-        target_key=post_key(item.id),
-        message=_as_message(render("feedback_post", item=view)),
+        edits=post_key(item.id),
+        message=Message.rendered(render("feedback_post", item=view)),
         now=now,
     )
     return ActedOn(True, item)
@@ -253,10 +251,6 @@ def item_view(item: FeedbackItem) -> dict[str, Any]:
         "acted_on_note": item.acted_on_note,
         "acted_on_at": item.acted_on_at,
     }
-
-
-def _as_message(data: dict[str, Any]) -> Message:
-    return Message(text=data["text"], blocks=data.get("blocks"))
 
 
 # --- the weekly digest ------------------------------------------------------------------------
@@ -341,7 +335,7 @@ def enqueue_digest(session: Session, alignment: Alignment, *, occurrence: dt.dat
         session,
         key=digest_key(occurrence),
         kind="feedback.digest",
-        channel=alignment.channels.marketing,
-        message=_as_message(data),
+        to=Channel(alignment.channels.marketing),
+        message=Message.rendered(data),
         now=now,
     )

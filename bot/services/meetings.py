@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from bot.config import Alignment, Meeting
 from bot.errors import UserFacingError
 from bot.models import AgendaItem, CrmEvent, Deal, FeedbackItem, Lead, OutboxMessage, SlaClock
-from bot.outbox import Message, enqueue
+from bot.outbox import Channel, Message, enqueue, is_late
 from bot.render import humanize, render
 from bot.services import wins
 from bot.services.business_time import holidays_for
@@ -55,8 +55,6 @@ MAX_ITEM = 300
 LISTED = 10
 #: How many items /agenda shows (two blocks each, within Slack's 50).
 LISTED_ITEMS = 20
-#: A reminder queued this long after its moment (the clock was down) says it is late.
-LATE_NOTICE = dt.timedelta(minutes=5)
 #: An RRULE without DTSTART counts from here (local time); config.py validates against it too.
 RRULE_ANCHOR = dt.datetime(2026, 1, 1)
 # Looking back for the previous occurrence: a week, a month, a year, ten years.
@@ -727,14 +725,14 @@ def send_due_reminders(session: Session, alignment: Alignment, *, now: dt.dateti
     queued = 0
     for meeting, occurrence, offset in pending_reminders(session, alignment, now=now):
         agenda = agenda_for(session, alignment, meeting, occurrence, now)
-        late = now - (occurrence.starts_at - offset) > LATE_NOTICE
+        late = is_late(occurrence.starts_at - offset, now)
         data = render("meeting_reminder", agenda=agenda, when=when_text(occurrence, now), late=late)
         queued += enqueue(
             session,
             key=reminder_key(occurrence, offset),
             kind="meeting.reminder",
-            channel=occurrence.channel,
-            message=Message(text=data["text"], blocks=data.get("blocks")),
+            to=Channel(occurrence.channel),
+            message=Message.rendered(data),
             now=now,
             expires_at=occurrence.starts_at,  # held back by an outage past the start: not sent at all
         )

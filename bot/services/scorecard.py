@@ -35,10 +35,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
+from bot.db import chunked
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Deal, Lead, SlaClock
 from bot.models import Touch as TouchRow
-from bot.outbox import Message, enqueue
+from bot.outbox import Channel, Message, enqueue
 from bot.render import duration, local_time, mention, render, slack_escape
 from bot.services import attribution
 from bot.services.business_time import BusinessCalendar
@@ -289,12 +290,9 @@ class _Data:
         condition = (Lead.handed_off_at >= self.start) & (Lead.handed_off_at < self.end)
         ids = sorted(self.stage_history)
         rows = {lead.lead_id: lead for lead in self.session.scalars(select(Lead).where(condition))}
-        for begin in range(0, len(ids), 500):
-            chunk = [i for i in ids[begin : begin + 500] if i not in rows]
-            if chunk:
-                rows.update(
-                    {lead.lead_id: lead for lead in self.session.scalars(select(Lead).where(Lead.lead_id.in_(chunk)))}
-                )
+        for chunk in chunked(i for i in ids if i not in rows):
+            found = self.session.scalars(select(Lead).where(Lead.lead_id.in_(chunk)))
+            rows.update({lead.lead_id: lead for lead in found})
         return rows
 
     @cached_property
@@ -306,10 +304,10 @@ class _Data:
             if lead.handed_off_at and self.start <= lead.handed_off_at < self.end
         )
         owners: dict[str, str] = {}
-        for begin in range(0, len(ids), 500):
+        for chunk in chunked(ids):
             query = (
                 select(CrmEvent.subject, CrmEvent.data)
-                .where(CrmEvent.type == "lead.handed_off", CrmEvent.subject.in_(ids[begin : begin + 500]))
+                .where(CrmEvent.type == "lead.handed_off", CrmEvent.subject.in_(chunk))
                 .order_by(CrmEvent.time, CrmEvent.id)
             )
             for subject, data in self.session.execute(query):
@@ -350,10 +348,8 @@ class _Data:
         accounts = sorted({d.account_id for d in self.deals if not d.lead_ids})
         by_lead: dict[str, dt.datetime] = {}
         by_account: dict[str, tuple[dt.datetime, str]] = {}
-        for begin in range(0, max(len(ids), len(accounts)), 500):
-            condition = or_(
-                Lead.lead_id.in_(ids[begin : begin + 500]), Lead.account_id.in_(accounts[begin : begin + 500])
-            )
+        for some_ids, some_accounts in itertools.zip_longest(chunked(ids), chunked(accounts), fillvalue=()):
+            condition = or_(Lead.lead_id.in_(some_ids), Lead.account_id.in_(some_accounts))
             query = select(Lead.lead_id, Lead.account_id, Lead.handed_off_at).where(
                 condition, Lead.handed_off_at.is_not(None)
             )
@@ -867,10 +863,10 @@ def enqueue_post(session: Session, alignment: Alignment, *, occurrence: dt.datet
     if not card.has_data:
         return False
     data = render("scorecard", **card.context())
-    message = Message(text=data["text"], blocks=data["blocks"])
+    message = Message.rendered(data)
     queued = False
     for channel in dict.fromkeys((alignment.channels.sales, alignment.channels.marketing)):
         queued |= enqueue(
-            session, key=post_key(card.week, channel), kind="scorecard", channel=channel, message=message, now=now
+            session, key=post_key(card.week, channel), kind="scorecard", to=Channel(channel), message=message, now=now
         )
     return queued

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment, Person, Sla
+from bot.db import chunked
 from bot.errors import UserFacingError
-from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock
-from bot.outbox import OBSERVERS, Message, enqueue
+from bot.models import CrmEvent, Lead, OutboxMessage, SlaClock, SlaFoldedNudge
+from bot.outbox import OBSERVERS, Channel, Message, Queued, enqueue, is_late, is_post
+from bot.outbox import Person as Recipient
 from bot.render import render
 from bot.services import noise
 from bot.services.business_time import BusinessCalendar, WallClock
@@ -30,7 +34,6 @@ from bot.services.crm import IngestResult, StoredEvent
 from bot.services.crm_schema import CrmEventIn
 from bot.services.wins import person as person_view
 
-LATE_NOTICE = dt.timedelta(minutes=5)  # a nudge queued this long after its moment says it is late
 #: A clock first heard of more than this after its deadline (a backfill, a CRM catching up on
 #: old leads) is kept for the numbers but raises no flag: nobody can act on it any more.
 HISTORY = dt.timedelta(days=1)
@@ -169,8 +172,7 @@ def refresh_leads(
         history = {i: list(events[i]) for i in ids}
     rows: dict[str, Any] = dict(leads or {})  # Lead rows, or the fold's state of them
     stored: dict[tuple[str, str, dt.datetime], SlaClock] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in chunked(ids):
         if not known_events:
             for event in session.scalars(
                 select(CrmEvent)
@@ -332,12 +334,10 @@ def next_check(session: Session) -> dt.datetime | None:
 # --- who hears what --------------------------------------------------------------------------
 
 
-def _slack_target(alignment: Alignment, email: str) -> str:
-    """Where a DM to this person goes: their Slack ID, or their email for the relay to look up."""
+def _recipient(alignment: Alignment, email: str) -> Recipient:
+    """A DM to this person: by their Slack ID, or by their email for the Slack side to look up."""
     person = alignment.person(email)
-    if person is not None and person.slack_id:
-        return person.slack_id
-    return f"email:{email}"
+    return Recipient(slack_id=person.slack_id if person is not None else None, email=email)
 
 
 _who = person_view
@@ -404,19 +404,13 @@ def _dm(
 ) -> bool:
     """A DM that keeps the noise budget: held through quiet hours, folded past the daily cap."""
     person = alignment.person(to_email)
-    target = _slack_target(alignment, to_email)
+    to = _recipient(alignment, to_email)
     not_before = noise.quiet_until(alignment, person, now)
     # The budget is of the day the DM reaches them: one held overnight counts for the morning.
-    if _dms_today(session, alignment, person, target, not_before or now) >= alignment.noise.max_dms_per_day:
-        return _fold(session, alignment, target=target, person=person, key=key, message=message, now=now)
+    if _dms_today(session, alignment, person, to, not_before or now) >= alignment.noise.max_dms_per_day:
+        return _fold(session, alignment, to=to, person=person, key=key, message=message, now=now)
     return enqueue(
-        session,
-        key=key,
-        kind=kind,
-        channel=target,
-        message=Message(text=message["text"], blocks=message.get("blocks")),
-        now=now,
-        not_before=not_before,
+        session, key=key, kind=kind, to=to, message=Message.rendered(message), now=now, not_before=not_before
     )
 
 
@@ -427,43 +421,65 @@ def _local_day(alignment: Alignment, person: Person | None, now: dt.datetime) ->
     return start.astimezone(dt.UTC), (start + dt.timedelta(days=1)).astimezone(dt.UTC)
 
 
+def _dms_today(session: Session, alignment: Alignment, person: Person | None, to: Recipient, now: dt.datetime) -> int:
+    """The DMs queued to reach ``to`` on the local day of ``now`` (by the moment they are held until).
+
+    A digest of folded nudges is one DM, however many it carries.
+    """
+    start, end = _local_day(alignment, person, now)
+    counted = _ledger_count(session, to.address, start, end)
+    if counted is not None:
+        return counted
+    return int(
+        session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.channel == to.address,
+                is_post(),
+                OutboxMessage.not_before >= start,
+                OutboxMessage.not_before < end,
+            )
+        )
+        or 0
+    )
+
+
 class _DmLedger:
-    """The recent outbox rows of some people's DMs, read in one query: their noise budget's counts.
+    """The recent messages queued to some people, read in one query: their noise budget's counts.
 
     A tick flags up to a few hundred clocks in one transaction, and each DM checks the person's
-    budget for the day (and each manager's escalation of the day). Read once for every person
-    the tick may write to, then kept up to date by every row :func:`bot.outbox.enqueue` writes
-    in the same transaction, it answers those counts without a query each.
+    budget for the day (and each manager's escalation of the day); a query each is what slows a
+    burst of deadlines most (``bench/sla_clock.py``, part 2). Read once for every person the tick
+    may write to, then kept up to date by every message :func:`bot.outbox.enqueue` writes in the
+    same transaction, the ledger answers those counts without a query each.
     """
 
     #: A local day starts less than 26 h before any moment in it (a 25-h day when the clocks go back).
     REACH = dt.timedelta(hours=26)
 
-    def __init__(self, session: Session, targets: set[str], *, now: dt.datetime) -> None:
+    def __init__(self, session: Session, addresses: set[str], *, now: dt.datetime) -> None:
         self.session = session
-        self.targets = targets
+        self.addresses = addresses
         self.since = now - self.REACH
-        # (method, kind, created_at, not_before) of each row, read at the first count: most
-        # applies of CRM events flag nothing, and then pay nothing. Rows written before the read
-        # are in it (the same transaction); rows written after are added by :meth:`saw`.
-        self.rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] | None = None
+        # The messages of each address, read at the first count: most applies of CRM events flag
+        # nothing, and then pay nothing. Messages written before the read are in it (the same
+        # transaction); those written after are added by :meth:`saw`.
+        self.queued: dict[str, list[Queued]] | None = None
 
-    def _read(self) -> dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]]:
-        rows: dict[str, list[tuple[str, str, dt.datetime, dt.datetime]]] = {t: [] for t in self.targets}
-        ordered = sorted(self.targets)
-        # A row's not_before is never before its created_at, so the rows created or due in the
+    def _read(self) -> dict[str, list[Queued]]:
+        queued: dict[str, list[Queued]] = {address: [] for address in self.addresses}
+        # A message's not_before is never before its created_at, so those created or due in the
         # reach all have a not_before in it.
-        for start in range(0, len(ordered), 500):
+        for some in chunked(sorted(self.addresses)):
             query = select(
                 OutboxMessage.channel,
-                OutboxMessage.method,
                 OutboxMessage.kind,
+                is_post(),
                 OutboxMessage.created_at,
                 OutboxMessage.not_before,
-            ).where(OutboxMessage.channel.in_(ordered[start : start + 500]), OutboxMessage.not_before >= self.since)
-            for channel, method, kind, created_at, not_before in self.session.execute(query):
-                rows[channel].append((method, kind, created_at, not_before))
-        return rows
+            ).where(OutboxMessage.channel.in_(some), OutboxMessage.not_before >= self.since)
+            for row in self.session.execute(query):
+                queued[row[0]].append(Queued(*row))
+        return queued
 
     @classmethod
     @contextlib.contextmanager
@@ -473,7 +489,7 @@ class _DmLedger:
         """Count from a ledger of these people's DMs and their managers' inside the block (see :func:`_dms_today`)."""
         people = set(emails)
         people |= {p.manager for p in (alignment.person(e) for e in list(people)) if p is not None and p.manager}
-        ledger = cls(session, {_slack_target(alignment, e) for e in people}, now=now)
+        ledger = cls(session, {_recipient(alignment, e).address for e in people}, now=now)
         observers = session.info.setdefault(OBSERVERS, [])
         observers.append(ledger.saw)
         previous = session.info.get(_LEDGER)
@@ -484,62 +500,54 @@ class _DmLedger:
             observers.remove(ledger.saw)
             session.info[_LEDGER] = previous
 
-    def saw(self, row: Mapping[str, Any]) -> None:
-        if self.rows is None:
+    def saw(self, message: Queued) -> None:
+        if self.queued is None:
             return  # not read yet: the read will find it
-        kept = self.rows.get(row["channel"])
+        kept = self.queued.get(message.address)
         if kept is not None:
-            kept.append((row["method"], row["kind"], row["created_at"], row["not_before"]))
+            kept.append(message)
 
-    def count(self, target: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None) -> int | None:
-        """Rows to ``target`` in [start, end): DMs by ``not_before``, or of ``kind`` by ``created_at``;
+    def count(self, address: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None) -> int | None:
+        """Messages to ``address`` in [start, end): DMs by ``not_before``, or of ``kind`` by ``created_at``;
         None when the ledger does not hold them (another person, or a day it does not reach)."""
-        if target not in self.targets or start < self.since:
+        if address not in self.addresses or start < self.since:
             return None
-        if self.rows is None:
-            self.rows = self._read()
-        kept = self.rows[target]
+        if self.queued is None:
+            self.queued = self._read()
+        kept = self.queued[address]
         if kind is None:
-            return sum(1 for method, _, _, due in kept if method == "chat.postMessage" and start <= due < end)
-        return sum(1 for _, k, created, _ in kept if k == kind and start <= created < end)
+            return sum(1 for m in kept if m.is_post and start <= m.not_before < end)
+        return sum(1 for m in kept if m.kind == kind and start <= m.created_at < end)
 
 
 _LEDGER = "sla_dm_ledger"
 
 
 def _ledger_count(
-    session: Session, target: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None
+    session: Session, address: str, start: dt.datetime, end: dt.datetime, *, kind: str | None = None
 ) -> int | None:
     ledger = session.info.get(_LEDGER)
-    return ledger.count(target, start, end, kind=kind) if isinstance(ledger, _DmLedger) else None
+    return ledger.count(address, start, end, kind=kind) if isinstance(ledger, _DmLedger) else None
 
 
-def _dms_today(session: Session, alignment: Alignment, person: Person | None, target: str, now: dt.datetime) -> int:
-    start, end = _local_day(alignment, person, now)
-    counted = _ledger_count(session, target, start, end)
-    if counted is not None:
-        return counted
-    return int(
-        session.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.channel == target,
-                OutboxMessage.method == "chat.postMessage",
-                OutboxMessage.not_before >= start,
-                OutboxMessage.not_before < end,
-            )
-        )
-        or 0
-    )
+@dataclass
+class _Digest:
+    """The day's digest DM being filled in this transaction: its outbox row and its nudges' texts, in order."""
+
+    row: OutboxMessage
+    texts: list[str]
 
 
-_FOLDED_ROWS = "sla_folded_rows"
+#: ``session.info`` key of the digests filled in the transaction: a backfill folds hundreds of
+#: nudges into one, and reading its nudges again each time would cost a query each.
+_DIGESTS = "sla_folded_digests"
 
 
 def _fold(
     session: Session,
     alignment: Alignment,
     *,
-    target: str,
+    to: Recipient,
     person: Person | None,
     key: str,
     message: dict[str, Any],
@@ -554,32 +562,37 @@ def _fold(
     """
     start, _ = _local_day(alignment, person, now)
     day = start.astimezone(alignment.tz(person)).date().isoformat()
-    # The rows are kept for the transaction: a backfill folds hundreds of nudges into one, and
-    # reading it again each time would decode its growing payload each time.
-    known: dict[str, OutboxMessage] = session.info.setdefault(_FOLDED_ROWS, {})
+    digests: dict[str, _Digest] = session.info.setdefault(_DIGESTS, {})
     part = 1
     while True:
-        digest_key = f"sla-folded:{target}:{day}" + (f":{part}" if part > 1 else "")
+        digest_key = f"sla-folded:{to.address}:{day}" + (f":{part}" if part > 1 else "")
+        digest = digests.get(digest_key)
         # Locked until the commit (PostgreSQL; SQLite has one writer): a relay that claims the
         # digest meanwhile skips it, so no nudge is added to a message already on its way.
-        row = known.get(digest_key) or session.scalar(
-            select(OutboxMessage).where(OutboxMessage.key == digest_key).with_for_update()
+        row = (
+            digest.row
+            if digest
+            else session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key).with_for_update())
         )
         if row is None or (row.delivered_at is None and not row.in_flight):
             break
-        if key in (row.payload.get("_folded_keys") or []):
-            return False
         part += 1  # that one has gone (or is going) to Slack: the next part of the day takes it
-    lines: list[str] = list((row.payload.get("_folded_keys") if row else None) or [])
-    if key in lines:
+    # A nudge folds once, into whichever part of the day took it.
+    text = message["text"]
+    folded = {"nudge_key": key, "digest_key": digest_key, "text": text, "folded_at": now}
+    if session.execute(_fold_once(session.get_bind().dialect.name), folded).first() is None:
         return False
-    texts: list[str] = list((row.payload.get("_folded_texts") if row else None) or [])
-    lines.append(key)
-    texts.append(message["text"])
-    data = render("sla_folded", texts=texts)
-    # Keys starting with "_" are the outbox's own notes; the relay does not send them to Slack.
-    payload = {"text": data["text"], "blocks": data["blocks"], "_folded_keys": lines, "_folded_texts": texts}
-    if row is None:
+    if digest is not None:
+        digest.texts.append(text)
+    elif row is not None:  # a digest queued earlier: its nudges so far, this one last
+        order = SlaFoldedNudge.id
+        texts = session.scalars(
+            select(SlaFoldedNudge.text).where(SlaFoldedNudge.digest_key == digest_key).order_by(order)
+        )
+        digest = _Digest(row, list(texts))
+    if digest is not None:
+        digest.row.payload = Message.rendered(render("sla_folded", texts=digest.texts)).payload()
+    else:
         # The day's cap was reached: the rest of the day's nudges wait together a little while,
         # and past quiet hours if that is when the wait ends.
         held = now + dt.timedelta(minutes=30)
@@ -587,21 +600,30 @@ def _fold(
             session,
             key=digest_key,
             kind="sla.folded",
-            channel=target,
-            message=Message(text=data["text"], blocks=data["blocks"]),
+            to=to,
+            message=Message.rendered(render("sla_folded", texts=[text])),
             now=now,
             not_before=noise.quiet_until(alignment, person, held) or held,
         )
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.key == digest_key))
         assert row is not None
-    row.payload = payload
-    known[digest_key] = row
+        digest = _Digest(row, [text])
+    digests[digest_key] = digest
     return True
 
 
+@functools.cache
+def _fold_once(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (nudge_key) DO NOTHING RETURNING id: whether the nudge was folded now."""
+    table = SlaFoldedNudge.__table__
+    assert isinstance(table, Table)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=["nudge_key"]).returning(table.c.id)
+
+
 def _late(moment: dt.datetime, now: dt.datetime, arrived_late: bool) -> str | None:
-    """Why a flag goes out after its moment, if it does by more than LATE_NOTICE: "crm" or "down"."""
-    if now - moment <= LATE_NOTICE:
+    """Why a flag goes out late (by :func:`bot.outbox.is_late`), if it does: "crm" or "down"."""
+    if not is_late(moment, now):
         return None
     return "crm" if arrived_late else "down"
 
@@ -677,8 +699,8 @@ def _red(
                 session,
                 key=f"sla:{clock.id}:red:{target}",
                 kind="sla.red.channel",
-                channel=target,
-                message=_message(render("sla_red", **context)),
+                to=Channel(target),
+                message=Message.rendered(render("sla_red", **context)),
                 now=now,
             )
 
@@ -686,14 +708,14 @@ def _red(
 def _escalations_today(session: Session, alignment: Alignment, manager: str, now: dt.datetime) -> int:
     person = alignment.person(manager)
     start, end = _local_day(alignment, person, now)
-    target = _slack_target(alignment, manager)
-    counted = _ledger_count(session, target, start, end, kind="sla.red.manager")
+    address = _recipient(alignment, manager).address
+    counted = _ledger_count(session, address, start, end, kind="sla.red.manager")
     if counted is not None:
         return counted
     return int(
         session.scalar(
             select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.channel == target,
+                OutboxMessage.channel == address,
                 OutboxMessage.kind == "sla.red.manager",
                 OutboxMessage.created_at >= start,
                 OutboxMessage.created_at < end,
@@ -701,10 +723,6 @@ def _escalations_today(session: Session, alignment: Alignment, manager: str, now
         )
         or 0
     )
-
-
-def _message(data: dict[str, Any]) -> Message:
-    return Message(text=data["text"], blocks=data.get("blocks"))
 
 
 def _correction(session: Session, alignment: Alignment, clock: SlaClock, info: LeadInfo, *, now: dt.datetime) -> None:
@@ -864,8 +882,8 @@ def recycle(
             session,
             key=f"lead:{clock.lead_id}:{event_id}",
             kind="lead.recycled",
-            channel=alignment.channels.marketing,
-            message=_message(
+            to=Channel(alignment.channels.marketing),
+            message=Message.rendered(
                 render("lead_recycled", lead=info.__dict__ | {"id": info.lead_id}, by=by, reason=reason, note=note)
             ),
             now=now,
@@ -886,10 +904,8 @@ def _close_nudges(
             session,
             key=f"{nudge}:{done}",
             kind="sla.done",
-            method="chat.update",
-            channel=_slack_target(alignment, clock.owner_email),
-            target_key=nudge,
-            message=_message(data),
+            edits=nudge,
+            message=Message.rendered(data),
             now=now,
         )
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import Alignment, Sla, Stage
 from bot.models import VocabularySnapshot
-from bot.outbox import Message, enqueue
+from bot.outbox import Channel, Message, enqueue
 from bot.render import duration, render
 
 UNVERSIONED = "not versioned"
@@ -203,13 +203,13 @@ def announce_changes(session: Session, alignment: Alignment, *, now: dt.datetime
             changes=changes[:MAX_CHANGES_SHOWN],
             more=max(len(changes) - MAX_CHANGES_SHOWN, 0),
         )
-        message = Message(text=data["text"], blocks=data["blocks"])
+        message = Message.rendered(data)
         for channel in dict.fromkeys((alignment.channels.sales, alignment.channels.marketing)):
             enqueue(
                 session,
                 key=announcement_key(latest, digest, channel),
                 kind="vocabulary.changed",
-                channel=channel,
+                to=Channel(channel),
                 message=message,
                 now=now,
             )

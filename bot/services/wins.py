@@ -21,10 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment, WinTier
+from bot.db import chunked
 from bot.errors import UserFacingError
 from bot.models import CrmEvent, Deal, Lead
 from bot.models import Touch as TouchRow
-from bot.outbox import Message, enqueue
+from bot.outbox import Channel, Message, enqueue
 from bot.render import render, who
 from bot.services import attribution
 from bot.services.crm import IngestResult
@@ -135,21 +136,16 @@ _EVENTS = CrmEvent.__table__.c
 _EVENT_COLUMNS = (_EVENTS.id, _EVENTS.subject, _EVENTS.type, _EVENTS.time, _EVENTS.data)
 
 
-def _chunks(values: set[str], size: int = 500) -> list[list[str]]:
-    ordered = sorted(values)
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
-
-
 def _gather(session: Session, deals: Sequence[Deal]) -> _Known:
     accounts = {d.account_id for d in deals}
     contacts = {c["email"] for d in deals for c in d.contacts or [] if c.get("email")}
     known = _Known({}, {}, {}, {}, {})
     touches: dict[str, Any] = {}
-    for chunk in _chunks(accounts):
+    for chunk in chunked(sorted(accounts)):
         touches.update(
             {t.touch_id: t for t in session.execute(select(*_TOUCH_COLUMNS).where(_TOUCHES.account_id.in_(chunk)))}
         )
-    for chunk in _chunks(contacts):
+    for chunk in chunked(sorted(contacts)):
         touches.update(
             {t.touch_id: t for t in session.execute(select(*_TOUCH_COLUMNS).where(_TOUCHES.contact_email.in_(chunk)))}
         )
@@ -158,18 +154,18 @@ def _gather(session: Session, deals: Sequence[Deal]) -> _Known:
         if touch.contact_email:
             known.touches_by_contact.setdefault(touch.contact_email, []).append(touch)
     named = {str(i) for d in deals for i in d.lead_ids or []}
-    for chunk in _chunks(accounts):
+    for chunk in chunked(sorted(accounts)):
         known.leads_by_id.update(
             {x.lead_id: x for x in session.execute(select(*_LEAD_COLUMNS).where(_LEADS.account_id.in_(chunk)))}
         )
-    for chunk in _chunks(named - set(known.leads_by_id)):
+    for chunk in chunked(sorted(named - set(known.leads_by_id))):
         known.leads_by_id.update(
             {x.lead_id: x for x in session.execute(select(*_LEAD_COLUMNS).where(_LEADS.lead_id.in_(chunk)))}
         )
     for lead in known.leads_by_id.values():
         if lead.account_id:
             known.leads_by_account.setdefault(lead.account_id, []).append(lead)
-    for chunk in _chunks(named | set(known.leads_by_id)):
+    for chunk in chunked(sorted(named | set(known.leads_by_id))):
         query = (
             select(*_EVENT_COLUMNS)
             .where(_EVENTS.subject.in_(chunk), _EVENTS.type.in_(_JOURNEY_TYPES))
@@ -310,10 +306,6 @@ def _fingerprint(message: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _as_message(data: dict[str, Any]) -> Message:
-    return Message(text=data["text"], blocks=data.get("blocks"))
-
-
 def announce(
     session: Session, alignment: Alignment, deal: Deal, *, now: dt.datetime, known: _Known | None = None
 ) -> str | None:
@@ -342,17 +334,17 @@ def announce(
             session,
             key=post_key(deal.deal_id),
             kind="win.post",
-            channel=alignment.channels.wins,
-            message=_as_message(post),
+            to=Channel(alignment.channels.wins),
+            message=Message.rendered(post),
             now=now,
         )
         enqueue(
             session,
             key=journey_key(deal.deal_id),
             kind="win.journey",
-            channel=alignment.channels.wins,
-            message=_as_message(journey),
-            thread_key=post_key(deal.deal_id),
+            to=Channel(alignment.channels.wins),
+            message=Message.rendered(journey),
+            thread_of=post_key(deal.deal_id),
             now=now,
         )
         deal.announced_as, deal.post_hash, deal.journey_hash = "post", post_hash, journey_hash
@@ -368,10 +360,8 @@ def announce(
             session,
             key=f"{key}:rev:{fingerprint}",
             kind="win.update",
-            method="chat.update",
-            channel=alignment.channels.wins,
-            target_key=key,
-            message=_as_message(data),
+            edits=key,
+            message=Message.rendered(data),
             now=now,
         )
         done = done or ("withdrawn" if deal.status != "won" else "updated")
@@ -385,9 +375,9 @@ def react_to_ingest(session: Session, alignment: Alignment, result: IngestResult
         return
     with session.no_autoflush:  # the reads below see the folded state; nothing here needs a flush between
         deals: dict[str, Deal] = {}
-        for chunk in _chunks(result.deals):
+        for chunk in chunked(sorted(result.deals)):
             deals.update({d.deal_id: d for d in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk)))})
-        for chunk in _chunks(result.accounts):
+        for chunk in chunked(sorted(result.accounts)):
             deals.update({d.deal_id: d for d in session.scalars(select(Deal).where(Deal.account_id.in_(chunk)))})
         moving = [d for d in deals.values() if d.status == "won" or d.announced_as == "post"]
         moving.sort(key=lambda d: (d.closed_at or d.updated_at, d.deal_id))
@@ -423,7 +413,12 @@ def enqueue_digest(session: Session, alignment: Alignment, *, occurrence: dt.dat
         deal.digest_key = key
     data = render("wins_digest", wins=wins[:20], more=max(len(wins) - 20, 0), tz=alignment.timezone)
     return enqueue(
-        session, key=key, kind="win.digest", channel=alignment.channels.wins, message=_as_message(data), now=now
+        session,
+        key=key,
+        kind="win.digest",
+        to=Channel(alignment.channels.wins),
+        message=Message.rendered(data),
+        now=now,
     )
 
 
@@ -460,9 +455,9 @@ def record_story(session: Session, alignment: Alignment, deal_id: str, *, by: st
         session,
         key=f"{post_key(deal_id)}:story",
         kind="win.story",
-        channel=alignment.channels.wins,
-        message=_as_message(data),
-        thread_key=post_key(deal_id),
+        to=Channel(alignment.channels.wins),
+        message=Message.rendered(data),
+        thread_of=post_key(deal_id),
         now=now,
     )
     return deal

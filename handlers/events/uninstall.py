@@ -1,7 +1,7 @@
 """``app_uninstalled`` and ``tokens_revoked``: stop sending, keep the data, and say so in the logs.
 
 The outbox relays of every process hold their messages while access is revoked (see
-bot.services.slack_access); they go out once a working token is seen again, after a reinstall.
+bot.slack.access); they go out once a working token is seen again, after a reinstall.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt import App
 
 from bot.deps import Dependencies
-from bot.services import slack_access
+from bot.slack import access as slack_access
 
 log = logging.getLogger("alignbot.slack")
 

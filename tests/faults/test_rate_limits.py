@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from bot.db import Database
 from bot.demo.fakeslack import FakeSlack, SlackCall
-from bot.outbox import retry_after_seconds
+from bot.slack.relay import retry_after_seconds
 from tests.faults.conftest import SEED, Cluster, Ledger, Senders, assert_once, size
 
 #: How early a post may come after a 429's Retry-After (clock reading and scheduling jitter).

@@ -24,9 +24,10 @@ from bot.config import Alignment, load_alignment
 from bot.db import Database
 from bot.demo.fakeslack import FakeSlack
 from bot.models import OutboxMessage
-from bot.outbox import Message, OutboxRelay, enqueue, relay_client
+from bot.outbox import Channel, Message, Person, enqueue
 from bot.services import pipeline, sla
 from bot.services.crm_schema import validate_events
+from bot.slack.relay import OutboxRelay, relay_client
 from tests.conftest import BOT_TOKEN
 from tests.faults.conftest import (
     SEED,
@@ -122,7 +123,9 @@ def test_simulated_ten_minute_outage_delivers_once_in_order_and_late_nudges_say_
     _handed_off(database, alignment, t0, "L-OUT-1", "ava.ross@northwind.example")
     _handed_off(database, alignment, t0 + dt.timedelta(seconds=5), "L-OUT-2", "ava.ross@northwind.example")
     with database.session() as session:  # a message where lateness does not matter
-        enqueue(session, key="plain:1", kind="win.post", channel="C0WINS", message=Message(text="A plain post"), now=t0)
+        enqueue(
+            session, key="plain:1", kind="win.post", to=Channel("C0WINS"), message=Message(text="A plain post"), now=t0
+        )
 
     # The first post (the plain one) lands, but its answer never comes back (a timeout); then
     # Slack is down, before the nudges' moments.
@@ -176,7 +179,14 @@ def test_a_send_whose_answer_was_lost_is_not_resent_while_slack_cannot_say_wheth
         database, relay_client(BOT_TOKEN, fake_slack.url, timeout=1), clock=clock, pace=0, concurrency=1
     )
     with database.session() as session:
-        enqueue(session, key="nudge:1", kind="sla.red", channel="U0AVA", message=Message(text="Late lead"), now=t0)
+        enqueue(
+            session,
+            key="nudge:1",
+            kind="sla.red",
+            to=Person(slack_id="U0AVA"),
+            message=Message(text="Late lead"),
+            now=t0,
+        )
     fake_slack.delay_next("chat.postMessage", seconds=1.5, count=1)  # it lands; the answer is lost
     relay.deliver_due()
     fake_slack.fail_next("conversations.history", status=503, count=3)  # the check fails, three times
@@ -199,7 +209,7 @@ def test_a_check_that_can_never_work_still_sends(database: Database, fake_slack:
         database, relay_client(BOT_TOKEN, fake_slack.url, timeout=1), clock=clock, pace=0, concurrency=1
     )
     with database.session() as session:
-        enqueue(session, key="nudge:2", kind="sla.red", channel="C0SALES", message=Message(text="x"), now=t0)
+        enqueue(session, key="nudge:2", kind="sla.red", to=Channel("C0SALES"), message=Message(text="x"), now=t0)
     fake_slack.fail_next("chat.postMessage", status=503, count=1)  # unknown outcome: it did not land
     relay.deliver_due()
     fake_slack.fail_next("conversations.history", status=200, error="missing_scope", count=5)

@@ -21,7 +21,7 @@ from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.deps import Dependencies
 from bot.ids import Action, Block
-from bot.outbox import OutboxRelay
+from bot.slack.relay import OutboxRelay
 from schedules.jobs import meetings_tick
 from tests.conftest import SIGNING_SECRET
 from tests.test_sla import handoff, send, tick_and_drain

@@ -12,8 +12,8 @@ from bot.db import Database
 from bot.demo.fakeslack import FakeSlack
 from bot.demo.slack_signing import SlackDriver
 from bot.models import FeedbackItem, OutboxMessage
-from bot.outbox import OutboxRelay, relay_client
-from bot.services import slack_access
+from bot.slack import access as slack_access
+from bot.slack.relay import OutboxRelay, relay_client
 from tests.conftest import BOT_TOKEN
 from tests.hostile.conftest import count_rows
 
