@@ -28,6 +28,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from bot.config import Alignment
 from bot.db import Database, utcnow
 from bot.services import crm, pipeline
+from bot.worker import Worker
 
 log = logging.getLogger("alignbot.projector")
 #: Failures of the database itself, whatever the event: they never set an event aside.
@@ -53,14 +54,18 @@ class CrmProjector:
         self.batch = batch
         self.poll_interval = poll_interval
         self.gather = gather
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pass_lock = threading.Lock()
+        self._worker = Worker(
+            "crm-projector",
+            self._pass,
+            idle_seconds=lambda: self.poll_interval,
+            min_interval=gather,
+            error_pause=5.0,
+        )
 
     def wake(self) -> None:
         """Ask the thread to apply what waits now (a request stored events)."""
-        self._wake.set()
+        self._worker.wake()
 
     def drain(self) -> int:
         """Apply every event that waits, a batch per transaction; returns how many were applied."""
@@ -109,42 +114,21 @@ class CrmProjector:
         with self.database.read_session() as session:
             return crm.has_unapplied(session)
 
+    def _pass(self) -> None:
+        # A look first, so an idle projector takes no write lock.
+        if self.has_work():
+            log.debug("applied %d CRM events", self.drain())
+
     def start(self) -> CrmProjector:
         """Run in a daemon thread until :meth:`stop`.
 
-        Woken, it waits ``gather`` seconds before applying, so the events of requests arriving
-        together are applied in one batch (a batch has a fixed cost). Unwoken, it looks every
-        ``poll_interval`` seconds with a read, and takes a write lock only when something waits.
+        Woken, it applies at once, and passes are at least ``gather`` seconds apart, so under a
+        burst of requests one batch applies the events of many (a batch has a fixed cost).
+        Unwoken, it looks every ``poll_interval`` seconds with a read.
         """
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="crm-projector", daemon=True)
-            self._thread.start()
+        self._worker.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread after the batch it is applying, if any."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        backoff = 1.0
-        woken = True  # at start: events may wait from before
-        while not self._stop.is_set():
-            if woken:
-                self._stop.wait(self.gather)
-            self._wake.clear()
-            try:
-                if self.has_work():
-                    applied = self.drain()
-                    log.debug("applied %d CRM events", applied)
-                backoff = 1.0
-            except Exception:
-                log.exception("applying CRM events failed; retrying in %.0f s", backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
-                continue
-            woken = self._wake.wait(self.poll_interval)
+        self._worker.stop(timeout)

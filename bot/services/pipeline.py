@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from bot.config import Alignment
+from bot.models import SlaClock
 from bot.services import crm, sla, wins
 from bot.services.crm_schema import CrmEventIn
 
@@ -31,3 +32,31 @@ def project(
 ) -> int:
     """Apply a batch of the stored events that wait (see :func:`bot.services.crm.project`)."""
     return crm.project(session, alignment, now=now, limit=limit, reactions=REACTIONS, only=only)
+
+
+def mark_contacted(
+    session: Session, alignment: Alignment, clock_id: int, *, by_email: str | None, now: dt.datetime
+) -> SlaClock:
+    """ "Mark contacted" from a nudge: a ``lead.contacted`` through the same path as the CRM's (the clock stops)."""
+    clock = sla.find_clock(session, clock_id)
+    ingest(session, alignment, [sla.contacted_event(clock, by_email=by_email, now=now)], now=now)
+    return clock
+
+
+def recycle(
+    session: Session,
+    alignment: Alignment,
+    clock_id: int,
+    *,
+    by: str,
+    by_email: str | None,
+    reason: str | None,
+    note: str | None,
+    now: dt.datetime,
+) -> SlaClock:
+    """ "Recycle" from a nudge: a ``lead.recycled`` with the reason, and the lead goes back to marketing."""
+    clock = sla.find_clock(session, clock_id)
+    event = sla.recycled_event(alignment, clock, by_email=by_email, reason=reason, note=note, now=now)
+    if ingest(session, alignment, [event], now=now).accepted:
+        sla.announce_recycled(session, alignment, clock, event, by=by, now=now)
+    return clock

@@ -31,7 +31,7 @@ from bot.render import render
 from bot.services import noise
 from bot.services.business_time import BusinessCalendar, WallClock
 from bot.services.crm import IngestResult, StoredEvent
-from bot.services.crm_schema import CrmEventIn
+from bot.services.crm_schema import CrmEventIn, LeadContacted, LeadRecycled
 from bot.services.wins import person as person_view
 
 #: A clock first heard of more than this after its deadline (a backfill, a CRM catching up on
@@ -824,71 +824,53 @@ def find_clock(session: Session, clock_id: int) -> SlaClock:
     return clock
 
 
-def mark_contacted(
-    session: Session, alignment: Alignment, clock_id: int, *, by_email: str | None, now: dt.datetime
-) -> SlaClock:
-    """ "Mark contacted" from a nudge: a ``lead.contacted`` at ``now``, through the same path as the CRM's.
+def contacted_event(clock: SlaClock, *, by_email: str | None, now: dt.datetime) -> CrmEventIn:
+    """ "Mark contacted" from a nudge, as the ``lead.contacted`` the CRM would send at ``now``.
 
     Its id is derived from the clock, so a second click is a duplicate and changes nothing.
     """
-    from bot.services import pipeline
-    from bot.services.crm_schema import LeadContacted
-
-    clock = find_clock(session, clock_id)
     data = LeadContacted(lead_id=clock.lead_id, by_email=by_email)
-    event = CrmEventIn(
-        SLACK_SOURCE,
-        f"contacted-{clock.id}",
-        "lead.contacted",
-        now,
-        data,
-        data.model_dump(mode="json", exclude_none=True),
-    )
-    pipeline.ingest(session, alignment, [event], now=now)  # updates ``clock`` in this session
-    return clock
+    raw = data.model_dump(mode="json", exclude_none=True)
+    return CrmEventIn(SLACK_SOURCE, f"contacted-{clock.id}", "lead.contacted", now, data, raw)
 
 
-def recycle(
-    session: Session,
+def recycled_event(
     alignment: Alignment,
-    clock_id: int,
+    clock: SlaClock,
     *,
-    by: str,
     by_email: str | None,
     reason: str | None,
     note: str | None,
     now: dt.datetime,
-) -> SlaClock:
-    """ "Recycle" from a nudge: a ``lead.recycled`` with the reason, and the lead goes back to marketing."""
-    from bot.services import pipeline
-    from bot.services.crm_schema import LeadRecycled
-
+) -> CrmEventIn:
+    """ "Recycle" from a nudge, as a ``lead.recycled`` with the reason (and the rep's note) at ``now``."""
     if reason not in alignment.leads.recycle_reasons:
         raise UserFacingError("Pick one of the reasons.", field="reason")
     note = (note or "").strip() or None
     if note and len(note) > 500:
         raise UserFacingError("Keep the note under 500 characters.", field="note")
-    clock = find_clock(session, clock_id)
     data = LeadRecycled(lead_id=clock.lead_id, reason=reason, by_email=by_email)
-    event_id = f"recycled-{clock.id}"
     raw = data.model_dump(mode="json", exclude_none=True) | ({"note": note} if note else {})
-    result = pipeline.ingest(
-        session, alignment, [CrmEventIn(SLACK_SOURCE, event_id, "lead.recycled", now, data, raw)], now=now
+    return CrmEventIn(SLACK_SOURCE, f"recycled-{clock.id}", "lead.recycled", now, data, raw)
+
+
+def announce_recycled(
+    session: Session, alignment: Alignment, clock: SlaClock, event: CrmEventIn, *, by: str, now: dt.datetime
+) -> None:
+    """Once a recycle from Slack is applied: the owner's nudges say so, and marketing hears why."""
+    info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
+    _close_nudges(session, alignment, clock, info, done="recycled", now=now)
+    reason, note = event.raw_data.get("reason"), event.raw_data.get("note")
+    enqueue(
+        session,
+        key=f"lead:{clock.lead_id}:{event.event_id}",
+        kind="lead.recycled",
+        to=Channel(alignment.channels.marketing),
+        message=Message.rendered(
+            render("lead_recycled", lead=info.__dict__ | {"id": info.lead_id}, by=by, reason=reason, note=note)
+        ),
+        now=now,
     )
-    if result.accepted:
-        info = lead_info(alignment, session.get(Lead, clock.lead_id), clock.lead_id)
-        _close_nudges(session, alignment, clock, info, done="recycled", now=now)
-        enqueue(
-            session,
-            key=f"lead:{clock.lead_id}:{event_id}",
-            kind="lead.recycled",
-            to=Channel(alignment.channels.marketing),
-            message=Message.rendered(
-                render("lead_recycled", lead=info.__dict__ | {"id": info.lead_id}, by=by, reason=reason, note=note)
-            ),
-            now=now,
-        )
-    return clock
 
 
 def _close_nudges(

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from bot.deps import Dependencies
 from bot.ids import Action
 from bot.render import render
-from bot.services import sla
+from bot.services import pipeline, sla
 
 
 def _clock_id(action: dict[str, Any]) -> int:
@@ -29,7 +29,7 @@ def register(app: App, deps: Dependencies) -> None:
         ack()
         person = alignment.person_by_slack_id(body["user"]["id"])
         with deps.database.session() as session:
-            clock = sla.mark_contacted(
+            clock = pipeline.mark_contacted(
                 session, alignment, _clock_id(action), by_email=person.email if person else None, now=deps.clock()
             )
             context = sla.context_for(session, alignment, clock, now=deps.clock())

@@ -8,7 +8,7 @@ from slack_bolt import Ack, App
 
 from bot.deps import Dependencies
 from bot.ids import Block, View
-from bot.services import sla
+from bot.services import pipeline
 from handlers.views.feedback import field_value
 
 
@@ -21,7 +21,7 @@ def register(app: App, deps: Dependencies) -> None:
         user = body["user"]["id"]
         person = alignment.person_by_slack_id(user)
         with deps.database.session() as session:
-            sla.recycle(
+            pipeline.recycle(
                 session,
                 alignment,
                 int(view.get("private_metadata") or 0),
