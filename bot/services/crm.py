@@ -271,9 +271,7 @@ def _history(session: Session, prefix: str, subjects: set[str]) -> dict[str, lis
     found: dict[str, list[StoredEvent]] = {s: [] for s in subjects}
     table = CrmEvent.__table__
     columns = (table.c.id, table.c.type, table.c.subject, table.c.time, table.c.data)
-    ordered = sorted(subjects)
-    for start in range(0, len(ordered), 500):  # bounded IN lists
-        chunk = ordered[start : start + 500]
+    for chunk in chunked(sorted(subjects)):
         query = (
             select(*columns)
             .where(table.c.subject.in_(chunk), table.c.type.startswith(prefix))
@@ -289,18 +287,16 @@ def _accounts_now(session: Session, model: type[Any], ids: set[str]) -> dict[str
     table = model.__table__
     key = table.c[_KEYS[model]]
     found: dict[str, str | None] = {}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 500):
-        for row in session.execute(select(key, table.c.account_id).where(key.in_(ordered[start : start + 500]))):
+    for chunk in chunked(sorted(ids)):
+        for row in session.execute(select(key, table.c.account_id).where(key.in_(chunk))):
             found[row[0]] = row[1]
     return found
 
 
 def _existing(session: Session, model: type[Any], key: Any, ids: set[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 500):
-        for row in session.scalars(select(model).where(key.in_(ordered[start : start + 500]))):
+    for chunk in chunked(sorted(ids)):
+        for row in session.scalars(select(model).where(key.in_(chunk))):
             rows[getattr(row, key.key)] = row
     return rows
 
