@@ -1,12 +1,14 @@
-"""Small helpers shared by the benchmarks: options, statistics, timing, free ports, tables, result files.
+"""Small helpers shared by the benchmarks: options, statistics, timing, free ports, tables, result files,
+and where this checkout keeps the fake Slack, the signing helper and the outbox relay.
 
-Only the standard library: the benchmarks import it as a sibling module (``python bench/x.py``
+The standard library at import: the benchmarks import it as a sibling module (``python bench/x.py``
 puts ``bench/`` on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -16,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -141,6 +144,41 @@ def proc_status(pid: int) -> dict[str, int]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (children of every thread, recursively); Linux only."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile has no children file
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants, from ``/proc``.
+
+    Read before and after a measurement, it says what the work cost a server (gunicorn's arbiter,
+    its workers and their threads) whatever else shares the machine's cores. NaN when ``/proc``
+    cannot tell. A descendant that exits within the measurement takes its CPU with it.
+    """
+    ticks = 0
+    seen = False
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen = True
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else math.nan
+
+
 def json_record(line: str) -> dict[str, Any] | None:
     """A JSON log line of alignbot's services as a dict (``level``, ``logger``, ``message``,
     ``exception``...), or None for a line that is not one (text written before logging was set up)."""
@@ -160,3 +198,39 @@ def save_results(name: str, data: dict[str, Any]) -> Path:
     payload = {"benchmark": name, "machine": machine(), "at": time.strftime("%Y-%m-%d %H:%M:%S"), **data}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+# --- where this checkout keeps what the benchmarks borrow ------------------------------------------
+# The fake Slack and the signing helper live in the demo's package (``bot/demo/``) and the relay
+# beside the Slack client (``bot/slack/``); an older checkout has them in ``bot/``. Each is looked
+# up here, once, so that a benchmark runs against either.
+
+
+def fake_slack_class() -> Any:
+    """The ``FakeSlack`` class: an HTTP fake of Slack's Web API on port 0 (``with FakeSlack() as fake``)."""
+    try:
+        from bot.demo.fakeslack import FakeSlack
+    except ImportError:  # bot/demo.py was a module, not a package
+        from bot.fakeslack import FakeSlack  # type: ignore[no-redef]
+    return FakeSlack
+
+
+def slack_signing() -> Any:
+    """The module with ``sign(secret, body)`` (the headers Slack sends), ``command_body`` and ``interaction_body``."""
+    try:
+        from bot.demo import slack_signing as module
+    except ImportError:
+        from bot import slack_signing as module  # type: ignore[no-redef]
+    return module
+
+
+def outbox_relay() -> SimpleNamespace:
+    """The relay's side of the outbox: ``OutboxRelay``, ``relay_client`` and ``METADATA_EVENT`` (the
+    metadata event type of every message it sends)."""
+    try:
+        from bot.slack import relay as module
+    except ImportError:  # the relay was in bot/outbox.py, with enqueue
+        from bot import outbox as module  # type: ignore[no-redef]
+    return SimpleNamespace(
+        OutboxRelay=module.OutboxRelay, relay_client=module.relay_client, METADATA_EVENT=module.METADATA_EVENT
+    )
