@@ -234,3 +234,15 @@ def outbox_relay() -> SimpleNamespace:
     return SimpleNamespace(
         OutboxRelay=module.OutboxRelay, relay_client=module.relay_client, METADATA_EVENT=module.METADATA_EVENT
     )
+
+
+def enqueue_post(session: Any, *, key: str, kind: str, channel: str, text: str, now: Any) -> bool:
+    """Queue a plain post of ``text`` to ``channel`` in the outbox, once per ``key``; whether it was new.
+
+    Said with ``to=Channel(...)`` where the outbox has it, else with ``channel=``.
+    """
+    from bot import outbox
+
+    destination = {"to": outbox.Channel(channel)} if hasattr(outbox, "Channel") else {"channel": channel}
+    created: bool = outbox.enqueue(session, key=key, kind=kind, message=outbox.Message(text), now=now, **destination)
+    return created

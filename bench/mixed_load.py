@@ -388,9 +388,7 @@ class Connections:
 
 
 def _slack_headers(body: str) -> dict[str, str]:
-    from bot.slack_signing import sign
-
-    return {**sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+    return {**benchlib.slack_signing().sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
 
 
 def check_command(status: int, data: bytes) -> str | None:
@@ -671,9 +669,7 @@ class Load:
         return Prepared("/crm/events", body, headers, _expect_accepted(size), "batch")
 
     def _command(self, command: str, text: str, channel: str, label: str, user: str | None = None) -> Prepared:
-        from bot.slack_signing import command_body
-
-        body = command_body(
+        body = benchlib.slack_signing().command_body(
             command,
             text,
             user_id=user or self.random.choice(list(SALES.values())),
@@ -746,7 +742,7 @@ class Load:
                 self.after(self.random.uniform(3, 8), "acted_on_submit", lambda: self._submit(view, user))
 
     def _interaction(self, payload: dict[str, Any], check: Callable[[int, bytes], str | None], label: str) -> Prepared:
-        from bot.slack_signing import interaction_body
+        interaction_body = benchlib.slack_signing().interaction_body
 
         payload.setdefault("team", {"id": "T0ALIGN", "domain": "northwind"})
         payload.setdefault("api_app_id", "A0ALIGNBOT")
@@ -976,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--rate: unknown stream {name!r}; one of {', '.join(rates)}")
         rates[name] = float(value)
 
-    from bot.fakeslack import FakeSlack
+    FakeSlack = benchlib.fake_slack_class()
 
     wall = time.perf_counter()
     services: list[Service] = []

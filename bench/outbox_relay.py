@@ -105,8 +105,6 @@ def message_key(round_no: int, channel: str, index: int) -> str:
 
 def check_deliveries(result: RoundResult, fake: Any, round_no: int, channels: list[str]) -> None:
     """Fill the figures of ``result`` from the fake's records and check once-only, in-order delivery."""
-    from bot.outbox import METADATA_EVENT
-
     posts = fake.posts()
     result.delivered = len(posts)
     result.rate_limited = fake.rate_limited
@@ -119,7 +117,7 @@ def check_deliveries(result: RoundResult, fake: Any, round_no: int, channels: li
     by_channel: dict[str, list[str]] = {c: [] for c in channels}
     for post in posts:
         metadata = post.body.get("metadata") or {}
-        if metadata.get("event_type") != METADATA_EVENT:
+        if metadata.get("event_type") != benchlib.outbox_relay().METADATA_EVENT:
             result.problems.append(f"a post without the outbox metadata: {post.body}")
             continue
         by_channel.setdefault(str(post.body.get("channel")), []).append(metadata["event_payload"]["key"])
@@ -144,7 +142,8 @@ def run_relay(
 
     from bot.db import Database, utcnow
     from bot.models import OutboxMessage
-    from bot.outbox import Message, OutboxRelay, enqueue, relay_client
+
+    relaying = benchlib.outbox_relay()
 
     database = Database.from_url(f"sqlite:///{workdir / f'outbox-{round_no}.db'}")
     database.upgrade()
@@ -152,18 +151,18 @@ def run_relay(
         now = utcnow()
         for index in range(per_channel):
             for channel in channels:
-                enqueue(
+                benchlib.enqueue_post(
                     session,
                     key=message_key(round_no, channel, index),
                     kind="bench",
                     channel=channel,
-                    message=Message(f"message {index + 1} of {per_channel} to {channel}"),
+                    text=f"message {index + 1} of {per_channel} to {channel}",
                     now=now,
                 )
     fake.reset()
     fake.enforce_rate_limit(1.0)
     counter.arm(len(channels) * per_channel)
-    relay = OutboxRelay(database, relay_client(TOKEN, fake.url))  # the default pace, 1.05 s
+    relay = relaying.OutboxRelay(database, relaying.relay_client(TOKEN, fake.url))  # the default pace, 1.05 s
     result = RoundResult("relay", len(channels), per_channel, started=time.time())
     relay.start()
     finished = counter.done.wait(timeout)
@@ -185,8 +184,6 @@ def run_direct(
     """The baseline: the same posts straight from a WebClient, round-robin, one a second per channel."""
     from slack_sdk import WebClient
 
-    from bot.outbox import METADATA_EVENT
-
     fake.reset()
     fake.enforce_rate_limit(1.0)
     counter.arm(len(channels) * per_channel)
@@ -205,7 +202,7 @@ def run_direct(
             client.chat_postMessage(
                 channel=channel,
                 text=f"message {index + 1} of {per_channel} to {channel}",
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+                metadata={"event_type": benchlib.outbox_relay().METADATA_EVENT, "event_payload": {"key": key}},
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -241,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     timeout = per_channel * 3.0 + 15.0
 
-    from bot.fakeslack import FakeSlack
+    FakeSlack = benchlib.fake_slack_class()
 
     channels = channel_ids(count)
     results: list[RoundResult] = []
