@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "crm_burst.py",
     "feedback_capture.py",
+    "feedback_wrk.py",
     "outbox_relay.py",
     "crm_ingest.py",
     "crm_import.py",
@@ -38,10 +40,13 @@ ON_POSTGRESQL = ("crm_burst.py", "mixed_load.py")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every alignbot benchmark.")
     parser.add_argument("--quick", action="store_true", help="smoke runs of a few seconds each")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds after which a benchmark is stopped")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds after which a benchmark is stopped")
     parser.add_argument("--database-url", help="a PostgreSQL database for the burst and the mixed load (emptied)")
     args = parser.parse_args(argv)
     runs: list[tuple[str, list[str]]] = [(name, []) for name in BENCHMARKS]
+    if shutil.which("wrk") is None:
+        print("feedback_wrk.py skipped: wrk is not installed (apt-get install wrk)", flush=True)
+        runs = [run for run in runs if run[0] != "feedback_wrk.py"]
     if args.database_url:
         runs += [(name, ["--database-url", args.database_url]) for name in ON_POSTGRESQL]
     else:
