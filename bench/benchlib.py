@@ -1,12 +1,14 @@
-"""Small helpers shared by the benchmarks: options, statistics, timing, free ports, tables, result files.
+"""Small helpers shared by the benchmarks: options, statistics, timing, free ports, tables, result files,
+and where this checkout keeps the fake Slack, the signing helper and the outbox relay.
 
-Only the standard library: the benchmarks import it as a sibling module (``python bench/x.py``
+The standard library at import: the benchmarks import it as a sibling module (``python bench/x.py``
 puts ``bench/`` on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -141,6 +143,41 @@ def proc_status(pid: int) -> dict[str, int]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (children of every thread, recursively); Linux only."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile has no children file
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants, from ``/proc``.
+
+    Read before and after a measurement, it says what the work cost a server (gunicorn's arbiter,
+    its workers and their threads) whatever else shares the machine's cores. NaN when ``/proc``
+    cannot tell. A descendant that exits within the measurement takes its CPU with it.
+    """
+    ticks = 0
+    seen = False
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen = True
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else math.nan
+
+
 def json_record(line: str) -> dict[str, Any] | None:
     """A JSON log line of alignbot's services as a dict (``level``, ``logger``, ``message``,
     ``exception``...), or None for a line that is not one (text written before logging was set up)."""
@@ -160,3 +197,9 @@ def save_results(name: str, data: dict[str, Any]) -> Path:
     payload = {"benchmark": name, "machine": machine(), "at": time.strftime("%Y-%m-%d %H:%M:%S"), **data}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+# --- where this checkout keeps what the benchmarks borrow ------------------------------------------
+# The fake Slack and the signing helper live in the demo's package (``bot/demo/``) and the relay
+# beside the Slack client (``bot/slack/``); an older checkout has them in ``bot/``. Each is looked
+# up here, once, so that a benchmark runs against either.

@@ -88,7 +88,7 @@ def serve_main(kind: str, workers: int, threads: int, build_bare_wsgi: Callable[
     if kind == "bare":
         # Same gunicorn and the same options (serve() builds them); only the WSGI app differs.
         bot.server.build_wsgi = build_bare_wsgi
-    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}", projector=kind != "bare")
+    bot.server.serve(env, workers=workers, threads=threads, bind=f"127.0.0.1:{env.port}")
 
 
 def _exit_with_parent() -> None:
@@ -270,8 +270,7 @@ class RoundResult:
     by_label: dict[str, list[float]] = field(default_factory=dict)
     notes: list[Any] = field(default_factory=list)  # what the checks kept (e.g. the ids answered)
     client_cpu: float = float("nan")  # CPU seconds of this process (the clients) per wall second
-    server_cpu_ms: float = float("nan")  # CPU of the server's workers (and projector) per request sent, in ms
-    projector_cpu_ms: float = float("nan")  # of which the projector process's (alignbot), in ms per request
+    server_cpu_ms: float = float("nan")  # CPU of the server's process tree per request sent, in ms
 
     @property
     def requests_per_s(self) -> float:
@@ -294,50 +293,10 @@ class RoundResult:
     def latency_note(self) -> str:
         """The end of a round's line: latencies, client CPU, bad answers."""
         server = f", server CPU {self.server_cpu_ms:.2f} ms/req" if self.server_cpu_ms == self.server_cpu_ms else ""
-        if server and self.projector_cpu_ms > 0:
-            server += f" (projector {self.projector_cpu_ms:.2f})"
         return (
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, client CPU {self.client_cpu:.0%}{server}, "
             f"{len(self.bad)} bad"
         )
-
-
-def workers_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) the children of process ``pid`` (gunicorn's workers, and alignbot's
-    projector process) have used; Linux only.
-
-    Read before and after a round, it says what a request costs the server, which the
-    throughput alone does not: both sides share the machine's cores with the clients.
-    """
-    return sum(children_cpu_seconds(pid).values())
-
-
-PROJECTOR_COMMAND = "bot.projector_process"
-
-
-def children_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds of the children of ``pid``: ``{"workers": ..., "projector": ...}`` (the projector
-    process is told apart by its command line). NaN for both when ``/proc`` cannot tell."""
-    # Every thread's children: the arbiter forks the workers from its main thread, and starts the
-    # projector process from a thread of its own.
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return {"workers": float("nan"), "projector": float("nan")}
-    children: list[str] = []
-    for task in tasks:
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            children += (task / "children").read_text().split()
-    ticks = {"workers": 0, "projector": 0}
-    for child in children:
-        try:
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        group = "projector" if PROJECTOR_COMMAND.encode() in command else "workers"
-        ticks[group] += int(fields[11]) + int(fields[12])  # utime, stime
-    return {group: count / os.sysconf("SC_CLK_TCK") for group, count in ticks.items()}
 
 
 class LeanConnection:
@@ -462,8 +421,8 @@ def run_round(
     measured is what the server sustains with that many requests in flight. ``next_request(n)``
     builds the n-th request of the round (signed just before it is sent); ``check`` judges each
     answer. Up to five bad answers keep ``sample`` bytes of their body. With ``server_pid`` (the
-    gunicorn arbiter) the CPU its children used over the round (the workers, and alignbot's
-    projector process apart) is reported per request.
+    gunicorn arbiter) the CPU its process tree used over the round (the workers, with their
+    projector and relay threads) is reported per request.
     """
     tickets = itertools.count()  # next() on a count is atomic under the GIL
     per_client: list[list[float]] = [[] for _ in range(clients)]
@@ -520,15 +479,13 @@ def run_round(
     start.wait()
     began = time.perf_counter()
     cpu_began = time.process_time()
-    server_began = children_cpu_seconds(server_pid) if server_pid else None
+    server_began = benchlib.tree_cpu_seconds(server_pid) if server_pid else float("nan")
     deadline[0] = began + seconds
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
-    server_cpu = {"workers": float("nan"), "projector": float("nan")}
-    if server_pid and server_began is not None:
-        server_cpu = {k: v - server_began[k] for k, v in children_cpu_seconds(server_pid).items()}
+    server_cpu = benchlib.tree_cpu_seconds(server_pid) - server_began if server_pid else float("nan")
     merged: dict[str, list[float]] = {}
     for chunk in by_label:
         for label, values in chunk.items():
@@ -544,8 +501,7 @@ def run_round(
         by_label=merged,
         notes=[note for chunk in notes for note in chunk],
         client_cpu=cpu / elapsed if elapsed else float("nan"),
-        server_cpu_ms=sum(server_cpu.values()) * 1000 / sum(sent) if sum(sent) else float("nan"),
-        projector_cpu_ms=server_cpu["projector"] * 1000 / sum(sent) if sum(sent) else float("nan"),
+        server_cpu_ms=server_cpu * 1000 / sum(sent) if sum(sent) else float("nan"),
     )
 
 

@@ -607,7 +607,6 @@ def bench_breach(
     from bot.demo.fakeslack import FakeSlack
     from bot.deps import Dependencies
     from bot.models import Lead, OutboxMessage, SlaClock
-    from bot.slack.relay import METADATA_EVENT, OutboxRelay, relay_client
     from schedules.clock import start_scheduler
     from schedules.jobs import sla_tick
 
@@ -652,10 +651,12 @@ def bench_breach(
         tick_log.append((wall, time.perf_counter() - began, looked))
         return looked
 
+    from bot.slack import relay as relaying
+
     fake = FakeSlack().start()
     fake.enforce_rate_limit(1.0)
     deps = Dependencies(alignment=alignment, database=database)
-    relay = OutboxRelay(database, relay_client(TOKEN, fake.url))
+    relay = relaying.OutboxRelay(database, relaying.relay_client(TOKEN, fake.url))
     original_tick = clock_module.sla_tick
     clock_module.sla_tick = timed_tick  # the same job, timed: start_scheduler schedules this name
     scheduler = None
@@ -711,7 +712,7 @@ def bench_breach(
         clock_id = red_keys[key]
         if post.body.get("channel") != slack_of[owner_of[clock_id]]:
             problems.append(f"{key} went to {post.body.get('channel')}, not its owner's DM")
-        if post.body["metadata"].get("event_type") != METADATA_EVENT:
+        if post.body["metadata"].get("event_type") != relaying.METADATA_EVENT:
             problems.append(f"{key} was posted without the outbox metadata")
         deadline = deadlines[clock_id].timestamp()
         delays.append(post.at - deadline)
