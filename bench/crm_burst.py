@@ -133,9 +133,10 @@ def start_server(source: Path, env: dict[str, str], workers: int, workdir: Path)
 
 
 def stop_server(server: httpbench.Server) -> None:
-    """SIGTERM to the whole group (gunicorn stops its workers gracefully), SIGKILL if it lingers."""
+    """SIGTERM to gunicorn's arbiter, as a platform stops it (it stops what it started); SIGKILL to
+    the whole group if it lingers."""
     if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         try:
             server.process.wait(timeout=25)
         except subprocess.TimeoutExpired:
