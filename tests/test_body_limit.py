@@ -11,7 +11,6 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from bot.web import BODY_LIMIT
 from tests.conftest import SIGNING_SECRET
 from tests.crm_helpers import WEBHOOK_SECRET, serve
 from tests.hostile.conftest import count_rows
-from tests.test_processes import ROOT, Process, free_port, process_env  # noqa: F401 - process_env is a fixture
+from tests.test_processes import ROOT, Process, free_port, healthz, process_env  # noqa: F401 - process_env is a fixture
 
 # Just over the limit, twice it, and eight times it: each is sent three times (a reset is a race)
 # with its Content-Length, and once chunked (no length given: the server finds it over as it reads).
@@ -127,17 +126,7 @@ def web_port(process_env: dict[str, str]) -> Iterator[int]:  # noqa: F811 - the 
     web = Process(["web", "--workers", "1", "--threads", "2"], env)
     try:
         web.wait_for_line("Booting worker")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert healthz(port).status == 200
         yield port
     finally:
         assert web.stop() == 0

@@ -33,6 +33,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def healthz(port: int, timeout: float = 20.0) -> http.client.HTTPResponse:
+    """``GET /healthz`` on a server that is starting: its first answer, once it listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            return connection.getresponse()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 class Process:
     """A child ``alignbot`` process whose log lines are read as they come."""
 
@@ -106,18 +120,7 @@ def test_web_answers_slack_and_delivers_its_own_posts_without_a_clock(
     web = Process(["web", "--workers", "1"], {**process_env, "PORT": str(port)})
     try:
         web.wait_for_line("Booting worker")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/healthz")
-                health = connection.getresponse()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        assert health.status == 200
+        assert healthz(port).status == 200
 
         body = command_body(
             "/feedback", "objection: legal wants a DPA first", user_id="U0DIEGO", response_url=fake_slack.response_url()
