@@ -48,6 +48,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # Parameters are what people typed and what the CRM sent (names, emails): never in an error's text.
     kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            # One connection a process: its threads queue for it in order (the pool's queue), instead
+            # of each polling SQLite's busy handler, whose sleeps grow to 100 ms, for the write lock.
+            kwargs.setdefault("pool_size", 1)
+            kwargs.setdefault("max_overflow", 0)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
