@@ -94,6 +94,10 @@ class Actions:
         new = [call for key, call in self.recorder.posts.items() if key not in before and key.startswith("feedback:")]
         item.post = new[0] if new else None
 
+    def _did(self, person: Person, where: str, what: str, **extra: Any) -> None:
+        """Write what a person did in Slack (clicked, submitted) into the transcript, at the simulated now."""
+        self.transcript.add(Entry(self.clock.now(), where, name_of(person), "action", what, from_bot=False, **extra))
+
     def _type(self, person: Person, text: str, command: str = "/feedback", where: str | None = None) -> str:
         """``person`` types ``command text`` in ``where`` (#sales by default); the answer is recorded
         as they see it, and returned (the HTTP body)."""
@@ -133,16 +137,7 @@ class Actions:
             return
         self.clock.set(self.clock.now() + dt.timedelta(seconds=self.team_rng.randrange(10, 40)))
         item = plan.item if len(plan.item) <= 60 else plan.item[:59].rsplit(" ", 1)[0] + "…"
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                plan.where,
-                name_of(plan.person),
-                "action",
-                f"clicked [Covered] on “{item}”",
-                from_bot=False,
-            )
-        )
+        self._did(plan.person, plan.where, f"clicked [Covered] on “{item}”")
         with self.recorder.acting(plan.person, plan.where):
             message = {"blocks": [blocks[index + 1]]}
             self.slack.click(message, Action.AGENDA_COVERED.value, user=str(plan.person.slack_id), channel=plan.where)
@@ -172,15 +167,10 @@ class Actions:
             return
         title = re.match(r"\*(.+?)\*", str((section.get("text") or {}).get("text") or ""))
         ts = str(post.response.get("ts") or "")
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                plan.where,
-                name_of(plan.person),
-                "action",
-                f"clicked [Show the rows] on “{title.group(1) if title else plan.metric}” in the scorecard",
-                from_bot=False,
-            )
+        self._did(
+            plan.person,
+            plan.where,
+            f"clicked [Show the rows] on “{title.group(1) if title else plan.metric}” in the scorecard",
         )
 
         def answers(calls: list[SlackCall]) -> int:  # the file, or an ephemeral saying why not
@@ -231,16 +221,7 @@ class Actions:
         place, conversation = str(move.person.slack_id), str(nudge.response.get("channel") or move.person.slack_id)
         label = " ".join(str((button.get("text") or {}).get("text") or "").split())
         flag = "red" if nudge is nudges[0] else "yellow"
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                place,
-                name_of(move.person),
-                "action",
-                f"clicked [{label}] on the {flag} flag about {move.lead}",
-                from_bot=False,
-            )
-        )
+        self._did(move.person, place, f"clicked [{label}] on the {flag} flag about {move.lead}")
         with self.recorder.acting(move.person, place, origin=str(nudge.response.get("ts") or "")):
             opened_before = len(self.fake.calls_to("views.open"))
             self.slack.click(nudge.body, action.value, user=place, channel=conversation)
@@ -277,18 +258,7 @@ class Actions:
         self, person: Person, view: dict[str, Any], values: dict[str, Any], where: str, thread: str | None = None
     ) -> None:
         title = str((view.get("title") or {}).get("text") or "the form")
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                where,
-                name_of(person),
-                "action",
-                f"submitted “{title}”",
-                details=describe_submission(view, values),
-                from_bot=False,
-                thread=thread,
-            )
-        )
+        self._did(person, where, f"submitted “{title}”", details=describe_submission(view, values), thread=thread)
         with self.recorder.acting(person, where, thread):
             response = self.slack.submit(view, values, user=str(person.slack_id))
             self._answer(person, where, response.body)
@@ -303,16 +273,7 @@ class Actions:
         if post is None:
             return
         item_number = _item_number(post)
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                voc,
-                name_of(act.marketer),
-                "action",
-                f"clicked [Acted on] on feedback #{item_number} from {name_of(act.feedback.rep)}",
-                from_bot=False,
-            )
-        )
+        self._did(act.marketer, voc, f"clicked [Acted on] on feedback #{item_number} from {name_of(act.feedback.rep)}")
         with self.recorder.acting(act.marketer, voc):
             opened_before = len(self.fake.calls_to("views.open"))
             self.slack.click(post.body, Action.FEEDBACK_ACTED_ON.value, user=str(act.marketer.slack_id), channel=voc)
@@ -339,17 +300,7 @@ class Actions:
             return
         channel, thread = self.alignment.channels.wins, str(journey.body.get("thread_ts") or "")
         label = " ".join(str((button.get("text") or {}).get("text") or "").split())
-        self.transcript.add(
-            Entry(
-                self.clock.now(),
-                channel,
-                name_of(story.owner),
-                "action",
-                f"clicked [{label}] under the journey",
-                from_bot=False,
-                thread=thread,
-            )
-        )
+        self._did(story.owner, channel, f"clicked [{label}] under the journey", thread=thread)
         # SlackDriver.click finds buttons in actions blocks; this one is a section's accessory.
         message = {"blocks": [{"type": "actions", "elements": [button]}]}
         with self.recorder.acting(story.owner, channel, thread):
